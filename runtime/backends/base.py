@@ -1,0 +1,129 @@
+"""The one interface every backend implements, so pre/post-processing, timing and evaluation exist once.
+
+A backend only runs the network: it takes the ONNX contract's inputs (a :class:`PreprocessedBatch`) and
+returns :class:`RawDetections` per image. Everything before (resize, normalize, pad) and after (undo the
+resize, paste masks, draw) is ``runtime``'s shared code, which is what makes PyTorch, ONNX Runtime and
+TensorRT results comparable detection by detection.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from runtime.preprocess import PreprocessedBatch, PreprocessParams
+from runtime.structures import RawDetections
+
+
+class BackendError(RuntimeError):
+    """A model file a backend can't load or run; the message names the file and what to do."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend's library or device is missing here (no TensorRT, no CUDA GPU, no such provider)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the pipeline around a backend needs to know about its model, whatever the file format.
+
+    ``static_input_size`` is set for models built for one canvas (static ONNX exports, engines without
+    a dynamic profile): pre-processing then pads every batch to it. ``max_batch`` bounds a batch (engine
+    profiles, static ONNX batch); None means any size.
+    """
+
+    class_names: tuple[str, ...]  # index 0 is "__background__"
+    preprocess: PreprocessParams
+    mask_size: int | None = None  # M of the M x M mask probabilities, None without a mask head
+    keypoint_names: tuple[str, ...] | None = None
+    detections_per_image: int | None = None
+    precision: str = "fp32"
+    flavor: str | None = None  # ONNX flavor ("ort" / "trt") where the file says
+    static_input_size: tuple[int, int] | None = None
+    max_batch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def with_min_size(self, min_size: int | None) -> ModelInfo:
+        """The same model fed a different short side (``--min-image-size``); max_size is kept."""
+        if min_size is None:
+            return self
+        return replace(self, preprocess=replace(self.preprocess, min_size=int(min_size)))
+
+
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """Placeholder names when a weights file carries none (torchvision's plain state dicts)."""
+    return ("__background__", *(f"class_{i}" for i in range(1, num_classes)))
+
+
+class Backend(ABC):
+    """Runs one model on pre-processed batches; subclasses load the file in ``__init__``.
+
+    ``synchronize`` exists for timing: CUDA work is asynchronous, so a clock read without it measures the
+    launch, not the work. CPU backends leave it a no-op.
+    """
+
+    name: str = "base"
+
+    def __init__(self, model_path: str | os.PathLike[str], device: str = "cpu") -> None:
+        self.model_path = Path(model_path)
+        self.device = device
+
+    @property
+    @abstractmethod
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    @abstractmethod
+    def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:
+        """Network outputs of every image of ``batch``, unpadded, in network-input pixels."""
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (CUDA); a no-op for CPU backends."""
+
+    def close(self) -> None:
+        """Release sessions, engines and device memory; the backend is unusable afterwards."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for benchmark tables and JSON (library versions, providers, device)."""
+        return {"backend": self.name, "device": self.device, "precision": self.precision}
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.model_path)!r}, device={self.device!r})"
+
+
+def check_batch(batch: PreprocessedBatch, info: ModelInfo, model_path: Path) -> None:
+    """Reject inputs a static model can't take with a message saying how to fix the call."""
+    if info.static_input_size is not None:
+        hw = tuple(int(v) for v in batch.images.shape[2:])
+        if hw != tuple(info.static_input_size):
+            raise BackendError(
+                f"{model_path.name} was built for {info.static_input_size[0]}x{info.static_input_size[1]} "
+                f"inputs but got {hw[0]}x{hw[1]}; pre-process with pad_to=info.static_input_size "
+                f"(the Predictor does this)"
+            )
+
+
+def split_batches(n: int, max_batch: int | None) -> Sequence[range]:
+    """Index ranges of at most ``max_batch`` images (all at once when unbounded)."""
+    step = n if not max_batch else max(1, int(max_batch))
+    return [range(s, min(s + step, n)) for s in range(0, n, max(step, 1))]

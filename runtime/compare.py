@@ -1,0 +1,307 @@
+"""Detection-level parity between two runs of a model (PyTorch vs ONNX Runtime vs TensorRT).
+
+COCO AP hides small divergences and can even hide swapped detections; this matches detections one to one
+(same label, IoU above a threshold) and reports how far each matched output moved, so an export can fail
+with "boxes diverged by 0.7 px in image 2" instead of a vague AP delta. The exporter's verification,
+``runtime.evaluate`` and the tests all use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runtime.box_ops import box_iou
+from runtime.structures import RawDetections
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Largest acceptable differences between matched detections; ``None`` skips that output."""
+
+    box: float | None = 0.05  # px, max abs coordinate difference
+    score: float | None = 1e-4
+    mask: float | None = None  # max abs difference of the M x M mask probabilities
+    keypoint: float | None = None  # px, max abs x/y difference
+    min_matched: float = 1.0  # fraction of detections matched, in both directions
+
+
+@dataclass
+class ImageComparison:
+    """Matching result of one image; differences are over matched pairs only (0 when there are none)."""
+
+    index: int
+    name: str  # how failures name the image (its file name, or its index)
+    num_reference: int
+    num_candidate: int
+    pairs: np.ndarray  # [P, 2] int64 (reference index, candidate index)
+    max_box_diff: float = 0.0
+    mean_box_diff: float = 0.0
+    max_score_diff: float = 0.0
+    max_mask_diff: float | None = None
+    max_keypoint_diff: float | None = None
+    min_iou: float = 1.0
+    unmatched_reference: list[tuple[int, float]] = field(default_factory=list)  # (label, score)
+    unmatched_candidate: list[tuple[int, float]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # structural mismatches (e.g. masks on one side only)
+
+    @property
+    def num_matched(self) -> int:
+        return int(self.pairs.shape[0])
+
+    @property
+    def matched_reference(self) -> float:
+        return self.num_matched / self.num_reference if self.num_reference else 1.0
+
+    @property
+    def matched_candidate(self) -> float:
+        return self.num_matched / self.num_candidate if self.num_candidate else 1.0
+
+
+@dataclass
+class ComparisonReport:
+    images: list[ImageComparison]
+    iou_threshold: float
+
+    @property
+    def num_reference(self) -> int:
+        return sum(im.num_reference for im in self.images)
+
+    @property
+    def num_candidate(self) -> int:
+        return sum(im.num_candidate for im in self.images)
+
+    @property
+    def num_matched(self) -> int:
+        return sum(im.num_matched for im in self.images)
+
+    @property
+    def matched_reference(self) -> float:
+        return self.num_matched / self.num_reference if self.num_reference else 1.0
+
+    @property
+    def matched_candidate(self) -> float:
+        return self.num_matched / self.num_candidate if self.num_candidate else 1.0
+
+    def worst(self, attr: str) -> tuple[float | None, str | None]:
+        """Largest value of an ImageComparison attribute over images, and the name of the image with it."""
+        values = [
+            (getattr(im, attr), -im.index, im.name) for im in self.images if getattr(im, attr) is not None
+        ]
+        if not values:
+            return None, None
+        value, _, name = max(values)
+        return value, name
+
+    def check(self, tol: Tolerances) -> list[str]:
+        """Human-readable failures, one per diverged output; an empty list means the candidate passes."""
+        failures = [f"image {im.name}: {p}" for im in self.images for p in im.problems]
+        if self.matched_reference < tol.min_matched:
+            missing = [im for im in self.images if im.unmatched_reference]
+            detail = "; ".join(
+                f"image {im.name} misses {len(im.unmatched_reference)} (best {_describe(im.unmatched_reference)})"
+                for im in missing[:5]
+            )
+            failures.append(
+                f"detections: {self.matched_reference:.1%} of {self.num_reference} reference detections matched "
+                f"(required {tol.min_matched:.1%}): {detail}"
+            )
+        if self.matched_candidate < tol.min_matched:
+            extra = [im for im in self.images if im.unmatched_candidate]
+            detail = "; ".join(
+                f"image {im.name} has {len(im.unmatched_candidate)} extra (best {_describe(im.unmatched_candidate)})"
+                for im in extra[:5]
+            )
+            failures.append(
+                f"detections: {self.matched_candidate:.1%} of {self.num_candidate} candidate detections matched "
+                f"(required {tol.min_matched:.1%}): {detail}"
+            )
+        for output, attr, limit, unit in (
+            ("boxes", "max_box_diff", tol.box, " px"),
+            ("scores", "max_score_diff", tol.score, ""),
+            ("masks", "max_mask_diff", tol.mask, ""),
+            ("keypoints", "max_keypoint_diff", tol.keypoint, " px"),
+        ):
+            value, name = self.worst(attr)
+            if limit is not None and value is not None and value > limit:
+                failures.append(
+                    f"{output}: max difference {value:.4g}{unit} exceeds tolerance {limit:.4g}{unit} (image {name})"
+                )
+        return failures
+
+    def format_table(self) -> str:
+        headers = ["image", "ref", "cand", "matched ref", "matched cand", "min IoU", "max box px",
+                   "mean box px", "max score", "max mask", "max kp px"]  # fmt: skip
+        rows = [
+            [im.name, str(im.num_reference), str(im.num_candidate), f"{im.matched_reference:.1%}",
+             f"{im.matched_candidate:.1%}", _fmt(im.min_iou if im.num_matched else None), _fmt(im.max_box_diff),
+             _fmt(im.mean_box_diff), _fmt(im.max_score_diff), _fmt(im.max_mask_diff), _fmt(im.max_keypoint_diff)]
+            for im in self.images
+        ]  # fmt: skip
+        matched = [im for im in self.images if im.num_matched]
+        mean_box = (
+            sum(im.mean_box_diff * im.num_matched for im in matched) / self.num_matched
+            if self.num_matched
+            else 0.0
+        )
+        min_iou = min((im.min_iou for im in matched), default=None)
+        rows.append(
+            ["all", str(self.num_reference), str(self.num_candidate), f"{self.matched_reference:.1%}",
+             f"{self.matched_candidate:.1%}", _fmt(min_iou), _fmt(self.worst("max_box_diff")[0]), _fmt(mean_box),
+             _fmt(self.worst("max_score_diff")[0]), _fmt(self.worst("max_mask_diff")[0]),
+             _fmt(self.worst("max_keypoint_diff")[0])]
+        )  # fmt: skip
+        return format_text_table(headers, rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (for ``runtime.evaluate --json``)."""
+        return {
+            "iou_threshold": self.iou_threshold,
+            "num_reference": self.num_reference,
+            "num_candidate": self.num_candidate,
+            "matched_reference": self.matched_reference,
+            "matched_candidate": self.matched_candidate,
+            "max_box_diff": self.worst("max_box_diff")[0],
+            "max_score_diff": self.worst("max_score_diff")[0],
+            "max_mask_diff": self.worst("max_mask_diff")[0],
+            "max_keypoint_diff": self.worst("max_keypoint_diff")[0],
+            "images": [
+                {
+                    "index": im.index,
+                    "name": im.name,
+                    "num_reference": im.num_reference,
+                    "num_candidate": im.num_candidate,
+                    "num_matched": im.num_matched,
+                    "max_box_diff": im.max_box_diff,
+                    "max_score_diff": im.max_score_diff,
+                    "max_mask_diff": im.max_mask_diff,
+                    "max_keypoint_diff": im.max_keypoint_diff,
+                    "problems": list(im.problems),
+                }
+                for im in self.images
+            ],
+        }
+
+
+def match_detections(
+    ref_boxes: np.ndarray,
+    ref_labels: np.ndarray,
+    cand_boxes: np.ndarray,
+    cand_labels: np.ndarray,
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
+    """One-to-one pairs [P, 2] (reference, candidate) with equal labels, most-overlapping pairs first.
+
+    Greedy on IoU rather than on score: in a parity check near-identical boxes must pair with each other
+    even when the two runs order equal-score detections differently.
+    """
+    iou = box_iou(ref_boxes, cand_boxes)
+    iou[np.asarray(ref_labels)[:, None] != np.asarray(cand_labels)[None, :]] = -1.0
+    flat = np.argsort(-iou, axis=None, kind="stable")
+    used_r = np.zeros(iou.shape[0], bool)
+    used_c = np.zeros(iou.shape[1], bool)
+    pairs: list[tuple[int, int]] = []
+    for r, c in zip(*np.unravel_index(flat, iou.shape)):
+        if iou[r, c] < iou_threshold or iou[r, c] < 0:
+            break
+        if used_r[r] or used_c[c]:
+            continue
+        used_r[r] = used_c[c] = True
+        pairs.append((int(r), int(c)))
+        if used_r.all() or used_c.all():
+            break
+    return np.asarray(pairs, np.int64).reshape(-1, 2)
+
+
+def compare_image(
+    index: int, ref: RawDetections, cand: RawDetections, iou_threshold: float = 0.5, name: str | None = None
+) -> ImageComparison:
+    pairs = match_detections(ref.boxes, ref.labels, cand.boxes, cand.labels, iou_threshold)
+    r, c = pairs[:, 0], pairs[:, 1]
+    result = ImageComparison(
+        index=index, name=str(index) if name is None else name, num_reference=len(ref), num_candidate=len(cand),
+        pairs=pairs,
+    )  # fmt: skip
+    unmatched_r = np.setdiff1d(np.arange(len(ref)), r)
+    unmatched_c = np.setdiff1d(np.arange(len(cand)), c)
+    result.unmatched_reference = [(int(ref.labels[i]), float(ref.scores[i])) for i in unmatched_r]
+    result.unmatched_candidate = [(int(cand.labels[i]), float(cand.scores[i])) for i in unmatched_c]
+    if len(pairs):
+        box_diff = np.abs(ref.boxes[r].astype(np.float64) - cand.boxes[c])
+        result.max_box_diff = float(box_diff.max())
+        result.mean_box_diff = float(box_diff.mean())
+        result.max_score_diff = float(np.abs(ref.scores[r].astype(np.float64) - cand.scores[c]).max())
+        result.min_iou = float(box_iou(ref.boxes[r], cand.boxes[c]).diagonal().min())
+    result.max_mask_diff = _max_diff("masks", ref.masks, cand.masks, r, c, result.problems)
+    result.max_keypoint_diff = _max_diff("keypoints", ref.keypoints, cand.keypoints, r, c, result.problems)
+    return result
+
+
+def compare_detections(
+    reference: Sequence[RawDetections],
+    candidate: Sequence[RawDetections],
+    iou_threshold: float = 0.5,
+    image_names: Sequence[str] | None = None,
+) -> ComparisonReport:
+    """Match every image's detections; both lists hold the same images in the same order.
+
+    ``image_names`` (e.g. file names with sizes) label the images in failures and tables instead of indices.
+    """
+    if len(reference) != len(candidate):
+        raise ValueError(f"reference has {len(reference)} images but candidate has {len(candidate)}")
+    if image_names is not None and len(image_names) != len(reference):
+        raise ValueError(f"{len(image_names)} image names for {len(reference)} images")
+    names = [str(i) for i in range(len(reference))] if image_names is None else [str(n) for n in image_names]
+    images = [
+        compare_image(i, r, c, iou_threshold, names[i]) for i, (r, c) in enumerate(zip(reference, candidate))
+    ]
+    return ComparisonReport(images=images, iou_threshold=iou_threshold)
+
+
+def format_text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Plain aligned text table (first column left-aligned, the rest right-aligned)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def _max_diff(
+    name: str,
+    ref: np.ndarray | None,
+    cand: np.ndarray | None,
+    r: np.ndarray,
+    c: np.ndarray,
+    problems: list[str],
+) -> float | None:
+    if ref is None and cand is None:
+        return None
+    if ref is None or cand is None:
+        side = "reference" if cand is None else "candidate"
+        problems.append(f"{name}: only the {side} has {name}")
+        return None
+    if ref.shape[1:] != cand.shape[1:]:
+        problems.append(f"{name}: shapes differ, reference {ref.shape[1:]} vs candidate {cand.shape[1:]}")
+        return None
+    if len(r) == 0:
+        return 0.0
+    if name == "keypoints":  # positions only: keypoint scores are logits on another scale
+        return float(np.abs(ref[r, :, :2].astype(np.float64) - cand[c, :, :2]).max())
+    return float(np.abs(ref[r].astype(np.float64) - cand[c]).max())
+
+
+def _describe(dets: list[tuple[int, float]]) -> str:
+    label, score = max(dets, key=lambda d: d[1])
+    return f"label {label} score {score:.3f}"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"

@@ -1,0 +1,283 @@
+"""The CPU build of the plugins' shared math (libmrd_host) against torchvision's operators.
+
+Same inputs, same numbers: MultiScaleRoIAlign / roi_align to float rounding, and for NMS exactly the same
+survivors in exactly the same order as torchvision's post-processing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+from torchvision.ops import MultiScaleRoIAlign, batched_nms, remove_small_boxes, roi_align  # noqa: E402
+
+from runtime import plugin_library as pl  # noqa: E402
+from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+
+ROI_ATOL = 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_library() -> None:
+    try:
+        pl.load_host_library()
+    except pl.PluginLibraryNotFound:
+        try:
+            pl.ensure_built(pl.HOST_LIBRARY)
+        except pl.BuildToolMissing as e:
+            pytest.skip(f"cannot build the plugin libraries here: {e}")
+        pl.load_host_library()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ROIAlign
+
+
+def random_rois(rng: np.random.Generator, batch: int, num: int, image: tuple[int, int]) -> np.ndarray:
+    """Boxes of all FPN levels' sizes (4 to 700 px), some partly outside the image."""
+    h, w = image
+    sizes = np.exp(rng.uniform(np.log(4), np.log(700), size=(batch, num, 2)))
+    centers = rng.uniform(-0.1, 1.1, size=(batch, num, 2)) * np.array([w, h])
+    rois = np.concatenate([centers - sizes / 2, centers + sizes / 2], axis=-1)
+    rois[:, 0] = [-100, -80, 500, 520]  # coarsest level for sure
+    rois[:, 1] = [3, 4, 20, 22]  # finest level for sure
+    return rois.astype(np.float32)
+
+
+def features_for(rng: np.random.Generator, batch: int, channels: int, image: tuple[int, int], scales) -> list:
+    return [
+        rng.standard_normal((batch, channels, int(image[0] * s), int(image[1] * s))).astype(np.float32)
+        for s in scales
+    ]
+
+
+def torchvision_multiscale(rois: np.ndarray, feats: list, image: tuple[int, int], attrs: MultiLevelRoiAlignAttrs):
+    names = [str(i) for i in range(len(feats))]
+    pooler = MultiScaleRoIAlign(names, (attrs.output_height, attrs.output_width), attrs.sampling_ratio)
+    x = {n: torch.from_numpy(f) for n, f in zip(names, feats)}
+    boxes = [torch.from_numpy(r) for r in rois]
+    return pooler(x, boxes, [image] * rois.shape[0]).numpy()
+
+
+def levels_of(rois: np.ndarray, attrs: MultiLevelRoiAlignAttrs) -> np.ndarray:
+    from torchvision.ops.poolers import LevelMapper
+
+    k = -np.log2(attrs.spatial_scales)
+    mapper = LevelMapper(int(k[0]), int(k[-1]), attrs.canonical_box_size, attrs.canonical_level)
+    return mapper([torch.from_numpy(rois.reshape(-1, 4))]).numpy()
+
+
+@pytest.mark.parametrize("sampling_ratio", [2, -1, 0])
+@pytest.mark.parametrize("output_size", [7, 14])
+def test_multiscale_matches_torchvision(sampling_ratio: int, output_size: int) -> None:
+    rng = np.random.default_rng(sampling_ratio + 10 * output_size)
+    image = (160, 192)
+    attrs = MultiLevelRoiAlignAttrs(output_size, output_size, sampling_ratio)
+    rois = random_rois(rng, batch=2, num=40, image=image)
+    feats = features_for(rng, 2, 3, image, attrs.spatial_scales)
+    expected = torchvision_multiscale(rois, feats, image, attrs)
+    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    assert set(np.unique(levels_of(rois, attrs))) == {0, 1, 2, 3}, "test rois should reach every level"
+    assert got.shape == (80, 3, output_size, output_size)
+    np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
+
+
+def test_level_without_rois_and_degenerate_boxes() -> None:
+    rng = np.random.default_rng(1)
+    image = (128, 160)
+    attrs = MultiLevelRoiAlignAttrs()
+    rois = np.array(
+        [
+            [
+                [10, 10, 20, 20],  # level 0
+                [0, 0, 300, 250],  # level 2; level 1 gets nothing
+                [30, 30, 30, 30],  # zero area -> finest level
+                [40, 40, 40, 90],  # zero width
+                [-50, -60, -10, -5],  # entirely outside the image
+                [140, 100, 400, 300],  # partly outside
+            ]
+        ],
+        np.float32,
+    )
+    feats = features_for(rng, 1, 4, image, attrs.spatial_scales)
+    levels = levels_of(rois, attrs)
+    assert 1 not in levels and 0 in levels and 2 in levels
+    expected = torchvision_multiscale(rois, feats, image, attrs)
+    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
+    assert np.all(got[4] == 0), "a roi outside the image pools zeros"
+
+
+@pytest.mark.parametrize("aligned", [0, 1])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_single_level_matches_roi_align(aligned: int, sampling_ratio: int) -> None:
+    """One level: every roi lands on it, so the op is torchvision's roi_align (also with aligned=1)."""
+    rng = np.random.default_rng(7)
+    image = (64, 80)
+    attrs = MultiLevelRoiAlignAttrs(5, 6, sampling_ratio, aligned, spatial_scales=(0.125,))
+    rois = random_rois(rng, batch=3, num=12, image=image)
+    rois[0, 0] = [8, 8, 8, 8]  # zero area: with aligned=1 the bin has no samples
+    rois[1, 0] = [20, 30, 20.5, 30.25]
+    feats = features_for(rng, 3, 2, image, attrs.spatial_scales)
+    expected = roi_align(
+        torch.from_numpy(feats[0]),
+        [torch.from_numpy(r) for r in rois],
+        (5, 6),
+        spatial_scale=0.125,
+        sampling_ratio=sampling_ratio,
+        aligned=bool(aligned),
+    ).numpy()
+    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
+
+
+def test_nan_level_roi_pools_zeros_like_torchvision() -> None:
+    """x2 < x1 with y2 > y1 has a negative area: torchvision's level is NaN and no level pools the roi."""
+    rng = np.random.default_rng(3)
+    image = (64, 64)
+    attrs = MultiLevelRoiAlignAttrs()
+    rois = np.array([[[30, 10, 20, 40], [5, 5, 25, 25]]], np.float32)
+    feats = features_for(rng, 1, 2, image, attrs.spatial_scales)
+    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    expected = torchvision_multiscale(rois, feats, image, attrs)
+    np.testing.assert_allclose(got, expected, atol=ROI_ATOL)
+    assert np.all(got[0] == 0) and np.any(got[1] != 0)
+
+
+def test_roi_align_keeps_float16_and_checks_inputs() -> None:
+    rng = np.random.default_rng(0)
+    attrs = MultiLevelRoiAlignAttrs(spatial_scales=(0.25, 0.125))
+    feats = [f.astype(np.float16) for f in features_for(rng, 1, 2, (32, 32), attrs.spatial_scales)]
+    rois = np.array([[[1, 1, 20, 20]]], np.float32)
+    out = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    assert out.dtype == np.float16
+    ref = pl.multilevel_roi_align_reference(rois, [f.astype(np.float32) for f in feats], attrs)
+    np.testing.assert_allclose(out.astype(np.float32), ref, atol=2e-3)
+    with pytest.raises(ValueError, match="spatial_scales has 2 levels"):
+        pl.multilevel_roi_align_reference(rois, feats[:1], attrs)
+    with pytest.raises(pl.PluginCallError, match="powers of two"):
+        pl.multilevel_roi_align_reference(rois, feats, MultiLevelRoiAlignAttrs(spatial_scales=(0.3, 0.15)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NMS: the candidate pipeline of torchvision's RoIHeads.postprocess_detections
+
+
+def torchvision_postprocess(boxes: np.ndarray, scores: np.ndarray, attrs: BatchedNmsAttrs):
+    """torchvision's post-processing on one batch, padded like the op's outputs."""
+    b_n, n, c = scores.shape
+    k = attrs.keep_top_k
+    out = (
+        np.zeros(b_n, np.int32),
+        np.zeros((b_n, k, 4), np.float32),
+        np.zeros((b_n, k), np.float32),
+        np.full((b_n, k), -1, np.int32),
+        np.full((b_n, k), -1, np.int32),
+    )
+    for b in range(b_n):
+        bx = torch.from_numpy(boxes[b])
+        if bx.dim() == 2:
+            bx = bx[:, None, :].expand(n, c, 4)
+        sc = torch.from_numpy(scores[b])
+        labels = torch.arange(c).view(1, -1).expand_as(sc)
+        rows = torch.arange(n).view(-1, 1).expand_as(sc)
+        keep_cls = labels != attrs.background_class
+        bx, sc, labels, rows = bx[keep_cls], sc[keep_cls], labels[keep_cls], rows[keep_cls]
+        inds = torch.where(sc > attrs.score_threshold)[0]
+        bx, sc, labels, rows = bx[inds], sc[inds], labels[inds], rows[inds]
+        keep = remove_small_boxes(bx, min_size=attrs.min_box_size)
+        bx, sc, labels, rows = bx[keep], sc[keep], labels[keep], rows[keep]
+        if attrs.pre_nms_top_k > 0:
+            top = torch.sort(sc, descending=True, stable=True)[1][: attrs.pre_nms_top_k]
+            bx, sc, labels, rows = bx[top], sc[top], labels[top], rows[top]
+        keep = batched_nms(bx, sc, labels, attrs.iou_threshold)[:k]
+        m = len(keep)
+        out[0][b] = m
+        out[1][b, :m] = bx[keep].numpy()
+        out[2][b, :m] = sc[keep].numpy()
+        out[3][b, :m] = labels[keep].numpy()
+        out[4][b, :m] = rows[keep].numpy()
+    return out
+
+
+def random_detections(rng: np.random.Generator, batch: int, n: int, c: int, per_class: bool, extent: float = 200):
+    shape = (batch, n, c, 2) if per_class else (batch, n, 2)
+    xy = rng.uniform(0, extent, size=shape)
+    wh = rng.exponential(extent / 6, size=shape)
+    wh[rng.random(wh.shape) < 0.03] = 0.0  # some zero-size boxes for the min-size filter
+    boxes = np.concatenate([xy, xy + wh], axis=-1).astype(np.float32)
+    scores = rng.random((batch, n, c)).astype(np.float32) ** 3
+    return boxes, scores
+
+
+def assert_same(got: pl.NmsOutputs, expected) -> None:
+    np.testing.assert_array_equal(got.num_detections, expected[0])
+    np.testing.assert_array_equal(got.classes, expected[3])
+    np.testing.assert_array_equal(got.indices, expected[4])
+    np.testing.assert_array_equal(got.scores, expected[2])
+    np.testing.assert_array_equal(got.boxes, expected[1])
+
+
+@pytest.mark.parametrize(
+    ("per_class", "attrs"),
+    [
+        (True, BatchedNmsAttrs(background_class=0)),  # Mask R-CNN's box head
+        (False, BatchedNmsAttrs(score_threshold=0.2, iou_threshold=0.3, keep_top_k=50)),
+        (True, BatchedNmsAttrs(score_threshold=0.0, iou_threshold=0.7, pre_nms_top_k=300, keep_top_k=1000)),
+        (False, BatchedNmsAttrs(score_threshold=0.5, min_box_size=5.0, keep_top_k=500)),  # K > survivors
+    ],
+)
+def test_batched_nms_matches_torchvision(per_class: bool, attrs: BatchedNmsAttrs) -> None:
+    rng = np.random.default_rng(int(attrs.keep_top_k) + per_class)
+    boxes, scores = random_detections(rng, batch=2, n=300, c=6, per_class=per_class)
+    expected = torchvision_postprocess(boxes, scores, attrs)
+    got = pl.batched_nms_reference(boxes, scores, attrs)
+    assert expected[0].max() > 0
+    assert_same(got, expected)
+    if attrs.keep_top_k == 500:
+        assert got.num_detections.max() < 500, "K should exceed the survivors here"
+        assert np.all(got.classes[:, -1] == -1) and np.all(got.scores[:, -1] == 0)
+
+
+def test_batched_nms_large_candidate_set() -> None:
+    """Thousands of candidates over 80 classes (torchvision takes its per-class path there)."""
+    rng = np.random.default_rng(5)
+    boxes, scores = random_detections(rng, batch=1, n=1000, c=81, per_class=True, extent=600)
+    attrs = BatchedNmsAttrs(background_class=0)
+    expected = torchvision_postprocess(boxes, scores, attrs)
+    assert_same(pl.batched_nms_reference(boxes, scores, attrs), expected)
+
+
+def test_everything_suppressed_and_no_candidates() -> None:
+    boxes = np.tile(np.array([10, 10, 50, 60], np.float32), (2, 8, 1))
+    scores = np.zeros((2, 8, 3), np.float32)
+    scores[0, :, 1] = np.linspace(0.9, 0.2, 8)  # image 0: eight copies of one box in class 1 -> one survivor
+    attrs = BatchedNmsAttrs(keep_top_k=5)
+    got = pl.batched_nms_reference(boxes, scores, attrs)
+    assert_same(got, torchvision_postprocess(boxes, scores, attrs))
+    assert got.num_detections.tolist() == [1, 0]
+    assert got.indices[0, 0] == 0 and got.classes[0, 0] == 1
+    assert np.all(got.indices[1] == -1) and np.all(got.boxes[1] == 0)
+
+
+def test_classes_do_not_suppress_each_other_and_ties_keep_index_order() -> None:
+    boxes = np.tile(np.array([0, 0, 10, 10], np.float32), (1, 3, 1))
+    scores = np.full((1, 3, 2), 0.5, np.float32)  # all tied
+    attrs = BatchedNmsAttrs(iou_threshold=0.5, keep_top_k=10)
+    got = pl.batched_nms_reference(boxes, scores, attrs)
+    # one survivor per class, the lowest flat index n * C + c of each, in flat-index order
+    assert got.num_detections.tolist() == [2]
+    assert got.indices[0, :2].tolist() == [0, 0] and got.classes[0, :2].tolist() == [0, 1]
+
+
+def test_nms_float16_and_input_errors() -> None:
+    rng = np.random.default_rng(2)
+    boxes, scores = random_detections(rng, 1, 50, 3, per_class=False)
+    got = pl.batched_nms_reference(boxes.astype(np.float16), scores.astype(np.float16), BatchedNmsAttrs())
+    assert got.boxes.dtype == np.float16 and got.scores.dtype == np.float16
+    with pytest.raises(ValueError, match="boxes must be"):
+        pl.batched_nms_reference(boxes[:, :, :2], scores, BatchedNmsAttrs())
+    with pytest.raises(ValueError, match="keep_top_k"):
+        pl.batched_nms_reference(boxes, scores, BatchedNmsAttrs(keep_top_k=0))

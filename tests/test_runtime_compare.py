@@ -1,0 +1,93 @@
+"""compare_detections must pair equal detections and name exactly the output that diverged."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.compare import Tolerances, compare_detections, match_detections
+from runtime.structures import RawDetections
+
+
+def _reference(seed: int = 0, n: int = 6) -> RawDetections:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 300, (n, 2))
+    wh = rng.uniform(20, 80, (n, 2))
+    return RawDetections(
+        boxes=np.concatenate([xy, xy + wh], 1).astype(np.float32),
+        scores=np.sort(rng.uniform(0.1, 1, n))[::-1].astype(np.float32),
+        labels=np.arange(1, n + 1, dtype=np.int64) % 3 + 1,
+        masks=rng.uniform(0, 1, (n, 28, 28)).astype(np.float32),
+        keypoints=rng.uniform(0, 300, (n, 5, 3)).astype(np.float32),
+    )
+
+
+def _copy(d: RawDetections) -> RawDetections:
+    return d.select(np.arange(len(d)))
+
+
+def test_identical_and_reordered_detections_pass() -> None:
+    ref = [_reference(0), _reference(1), RawDetections.empty(28, 5)]
+    cand = [_copy(r) for r in ref]
+    cand[1] = ref[1].select(np.array([1, 0, 2, 3, 5, 4]))  # order swapped: still the same detections
+    report = compare_detections(ref, cand)
+    assert report.check(Tolerances(box=0.0, score=0.0, mask=0.0, keypoint=0.0)) == []
+    assert report.matched_reference == report.matched_candidate == 1.0
+    assert report.num_matched == 12
+    table = report.format_table()
+    assert "all" in table and "100.0%" in table
+
+
+def test_missing_detection_is_named() -> None:
+    ref = [_reference(0)]
+    cand = [ref[0].select(np.array([0, 1, 2, 4, 5]))]
+    failures = compare_detections(ref, cand).check(Tolerances())
+    assert len(failures) == 1
+    assert "reference detections matched" in failures[0] and "image 0 misses 1" in failures[0]
+    assert f"score {ref[0].scores[3]:.3f}" in failures[0]
+    # A looser matching requirement accepts it.
+    assert compare_detections(ref, cand).check(Tolerances(min_matched=0.8)) == []
+
+
+def test_label_swap_is_not_matched() -> None:
+    ref = [_reference(2)]
+    cand = [_copy(ref[0])]
+    cand[0].labels[[0, 1]] = cand[0].labels[[1, 0]] + 10
+    report = compare_detections(ref, cand)
+    assert report.images[0].num_matched == len(ref[0]) - 2
+    failures = report.check(Tolerances())
+    assert len(failures) == 2  # two reference detections unmatched, two candidate detections extra
+    assert "reference detections matched" in failures[0] and "candidate detections matched" in failures[1]
+
+
+def test_shifted_box_score_mask_and_keypoint_are_named() -> None:
+    ref = [_reference(3), _reference(4)]
+    cand = [_copy(r) for r in ref]
+    cand[1].boxes[2] += np.float32(0.7)
+    failures = compare_detections(ref, cand).check(Tolerances(box=0.05))
+    assert len(failures) == 1 and failures[0].startswith("boxes:") and "(image 1)" in failures[0]
+    assert "0.7" in failures[0]
+    named = compare_detections(ref, cand, image_names=["a.jpg", "b.jpg"]).check(Tolerances(box=0.05))
+    assert named[0].endswith("(image b.jpg)")
+
+    cand = [_copy(r) for r in ref]
+    cand[0].scores[4] -= np.float32(0.01)
+    cand[0].masks[1] += np.float32(0.2)
+    cand[1].keypoints[0, 3, 0] += np.float32(3.0)
+    failures = compare_detections(ref, cand).check(Tolerances(mask=0.1, keypoint=1.0))
+    assert [f.split(":")[0] for f in failures] == ["scores", "masks", "keypoints"]
+    report = compare_detections(ref, cand)
+    assert abs(report.images[0].max_score_diff - 0.01) < 1e-6
+    assert abs(report.images[1].max_keypoint_diff - 3.0) < 1e-4
+
+
+def test_masks_on_one_side_only_and_greedy_iou_pairs_best_overlap() -> None:
+    ref = [_reference(5)]
+    cand = [_copy(ref[0])]
+    cand[0].masks = None
+    assert any("only the reference has masks" in f for f in compare_detections(ref, cand).check(Tolerances()))
+
+    # Two same-label boxes: the exact duplicate must pair with its twin, not with the merely overlapping one.
+    ref_boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10]], np.float32)
+    cand_boxes = np.array([[2, 0, 12, 10], [0, 0, 10, 10]], np.float32)
+    pairs = match_detections(ref_boxes, np.array([1, 1]), cand_boxes, np.array([1, 1]))
+    assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (1, 0)]

@@ -1,0 +1,104 @@
+"""``python -m trainer {train,eval,make-shapes}``: thin argparse layer over the library functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config-file", required=True, help="YAML config (see configs/)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.MAX_ITER 100")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train a model; writes OUTPUT_DIR/model_*.pth, resumes automatically")
+    _add_config_args(t)
+    t.add_argument("--no-resume", action="store_true", help="ignore OUTPUT_DIR/last_checkpoint")
+    t.add_argument(
+        "--skip-class-heads",
+        action="store_true",
+        help="with MODEL.WEIGHT for another number of classes: load all but the class-specific heads",
+    )
+    t.add_argument("--skip-test", action="store_true", help="don't evaluate the final model")
+    e = sub.add_parser("eval", help="COCO bbox/segm/keypoint AP of a checkpoint on DATASETS.TEST")
+    _add_config_args(e)
+    e.add_argument("--weights", required=True, help="checkpoint of ours or a plain torchvision state dict")
+    e.add_argument("--max-images", type=int, default=None)
+    e.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    sub.add_parser("make-shapes", help="generate the embedded shapes data set", add_help=False)
+    return parser
+
+
+def _print_metrics(name: str, result) -> None:  # noqa: ANN001
+    from runtime.coco_eval import format_metrics_table
+
+    print(f"\n{name}: {result.num_images} images, {1000 * result.seconds_per_image:.1f} ms/image")
+    print(format_metrics_table(result.metrics))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import train
+    from .evaluation import evaluate_model, summarize
+
+    cfg = load_config(args.config_file, args.opts)
+    final = train(cfg, resume=not args.no_resume, skip_class_heads=args.skip_class_heads)
+    print(f"final checkpoint: {final}")
+    if not args.skip_test and cfg.DATASETS.TEST:
+        from .checkpoint import load_checkpoint_file, load_model_weights
+        from .datasets import build_dataset
+        from .engine import init_distributed
+        from .model import build_model
+
+        if init_distributed(cfg.MODEL.DEVICE).is_main:
+            model = build_model(cfg, train=False)
+            load_model_weights(model, load_checkpoint_file(final)["model"])
+            for name in cfg.DATASETS.TEST:
+                result = evaluate_model(model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False))
+                _print_metrics(name, result)
+                (Path(cfg.OUTPUT_DIR) / f"eval_{name}.json").write_text(json.dumps(summarize(result), indent=2))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint_file, load_model_weights
+    from .datasets import build_dataset
+    from .evaluation import evaluate_model, summarize
+    from .model import build_model
+
+    cfg = load_config(args.config_file, args.opts)
+    model = build_model(cfg, train=False).to(cfg.MODEL.DEVICE)
+    load_model_weights(model, load_checkpoint_file(args.weights)["model"])
+    out = {}
+    for name in cfg.DATASETS.TEST:
+        result = evaluate_model(model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False), cfg.MODEL.DEVICE, args.max_images)
+        _print_metrics(name, result)
+        out[name] = summarize(result)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    if argv and argv[0] == "make-shapes":
+        from .shapes import cli_make_shapes
+
+        return cli_make_shapes(argv[1:])
+    args = _parser().parse_args(argv)
+    from .checkpoint import CheckpointError
+    from .datasets import DatasetError
+
+    try:
+        return {"train": cmd_train, "eval": cmd_eval}[args.command](args)
+    except (ConfigError, CheckpointError, DatasetError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,326 @@
+"""maskrcnn-benchmark-style configuration: yacs defaults, YAML files and trailing ``KEY VALUE`` overrides.
+
+Users of maskrcnn-benchmark know these key names; we keep them where they exist and add torchvision's knobs
+under the same tree. Merging is stricter than plain yacs: an unknown key names the closest valid keys, and a
+value of the wrong type says which type the key wants (ints are accepted where floats are expected, since
+``SOLVER.BASE_LR 1`` is what people type).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yacs.config import CfgNode as CN
+
+
+class ConfigError(ValueError):
+    """A user's config file or override is wrong; the message says what and how to fix it."""
+
+
+_C = CN()
+_C.MODEL = CN()
+_C.MODEL.DEVICE = "cpu"
+_C.MODEL.WEIGHT = ""
+_C.MODEL.MASK_ON = True
+_C.MODEL.KEYPOINT_ON = False
+
+_C.MODEL.BACKBONE = CN()
+# "R-50-FPN" (torchvision-compatible), "R-18-FPN", "MNV3-FPN" (MobileNetV3-Large FPN)
+_C.MODEL.BACKBONE.CONV_BODY = "R-50-FPN"
+# "FrozenBN" (torchvision's, for fine-tuning pretrained weights), "BN", or "GN" (trains from scratch at tiny batches)
+_C.MODEL.BACKBONE.NORM = "FrozenBN"
+# ResNet stages (0-5) that train; torchvision's default is 3
+_C.MODEL.BACKBONE.TRAINABLE_LAYERS = 3
+_C.MODEL.BACKBONE.OUT_CHANNELS = 256
+# normalization inside FPN and heads: "" (none, torchvision's) or "GN"
+_C.MODEL.BACKBONE.HEAD_NORM = ""
+
+_C.MODEL.RPN = CN()
+_C.MODEL.RPN.ANCHOR_SIZES = (32, 64, 128, 256, 512)
+_C.MODEL.RPN.ASPECT_RATIOS = (0.5, 1.0, 2.0)
+_C.MODEL.RPN.PRE_NMS_TOP_N_TRAIN = 2000
+_C.MODEL.RPN.PRE_NMS_TOP_N_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOP_N_TRAIN = 2000
+_C.MODEL.RPN.POST_NMS_TOP_N_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+_C.MODEL.RPN.FG_IOU_THRESHOLD = 0.7
+_C.MODEL.RPN.BG_IOU_THRESHOLD = 0.3
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+_C.MODEL.RPN.SCORE_THRESH = 0.0
+
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.NUM_CLASSES = 91
+_C.MODEL.ROI_HEADS.FG_IOU_THRESHOLD = 0.5
+_C.MODEL.ROI_HEADS.BG_IOU_THRESHOLD = 0.5
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+_C.MODEL.ROI_HEADS.SCORE_THRESH = 0.05
+_C.MODEL.ROI_HEADS.NMS = 0.5
+
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM = 1024
+
+_C.MODEL.ROI_MASK_HEAD = CN()
+_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_MASK_HEAD.CONV_LAYERS = (256, 256, 256, 256)
+
+_C.MODEL.ROI_KEYPOINT_HEAD = CN()
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS = (512, 512, 512, 512, 512, 512, 512, 512)
+_C.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 17
+
+_C.INPUT = CN()
+_C.INPUT.MIN_SIZE_TRAIN = (800,)
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_TEST = 800
+_C.INPUT.MAX_SIZE_TEST = 1333
+# RGB in [0, 1], torchvision's convention (maskrcnn-benchmark used BGR 0-255)
+_C.INPUT.PIXEL_MEAN = (0.485, 0.456, 0.406)
+_C.INPUT.PIXEL_STD = (0.229, 0.224, 0.225)
+_C.INPUT.HORIZONTAL_FLIP_PROB_TRAIN = 0.5
+
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ("coco_2017_train",)
+_C.DATASETS.TEST = ("coco_2017_val",)
+# where catalog names resolve (`shapes_train` -> ROOT/shapes/...)
+_C.DATASETS.ROOT = "datasets"
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 2
+_C.DATALOADER.SIZE_DIVISIBILITY = 32
+_C.DATALOADER.ASPECT_RATIO_GROUPING = True
+
+_C.SOLVER = CN()
+_C.SOLVER.MAX_ITER = 90000
+_C.SOLVER.BASE_LR = 0.02
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 0.0001
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.STEPS = (60000, 80000)
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 3
+_C.SOLVER.WARMUP_ITERS = 500
+_C.SOLVER.WARMUP_METHOD = "linear"
+_C.SOLVER.CHECKPOINT_PERIOD = 2500
+# 0 disables periodic evaluation during training
+_C.SOLVER.TEST_PERIOD = 0
+_C.SOLVER.IMS_PER_BATCH = 16
+# max L2 norm of all gradients; <= 0 disables clipping
+_C.SOLVER.CLIP_GRAD_NORM = 10.0
+# mixed precision where CUDA exists (ignored on the CPU)
+_C.SOLVER.AMP = True
+_C.SOLVER.SEED = 0
+
+_C.TEST = CN()
+_C.TEST.IMS_PER_BATCH = 8
+_C.TEST.DETECTIONS_PER_IMG = 100
+
+_C.OUTPUT_DIR = "output"
+
+
+def get_default_config() -> CN:
+    return _C.clone()
+
+
+def _all_keys(node: CN, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in node.items():
+        full = f"{prefix}{k}"
+        if isinstance(v, CN):
+            keys.extend(_all_keys(v, full + "."))
+        else:
+            keys.append(full)
+    return keys
+
+
+def _unknown_key_error(key: str, valid: Iterable[str], source: str) -> ConfigError:
+    valid = list(valid)
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    # also match on the last component, so `BASE_LR` suggests `SOLVER.BASE_LR`
+    leaf = key.rsplit(".", 1)[-1]
+    close += [v for v in valid if v.rsplit(".", 1)[-1] == leaf and v not in close]
+    hint = f"; did you mean {', '.join(close[:3])}?" if close else ""
+    return ConfigError(f"unknown config key {key!r} in {source}{hint}")
+
+
+def _parse_literal(value: Any) -> Any:
+    """Command-line values arrive as strings: read them as Python literals where they are ones."""
+    if not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _coerce(key: str, value: Any, default: Any, source: str) -> Any:
+    """Return ``value`` converted to ``default``'s type, or raise a ConfigError that names both."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = _parse_literal(value)  # YAML writes tuples as "(1, 2)", as yacs configs always have
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, (tuple, list)):
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            value = (value,)
+        if isinstance(value, (tuple, list)):
+            if default:
+                proto = default[0]
+                value = [_coerce(key, v, proto, source) for v in value]
+            return tuple(value)
+    raise ConfigError(
+        f"config key {key} in {source} wants a {_type_name(default)} (default {default!r}), "
+        f"got {_type_name(value)} {value!r}"
+    )
+
+
+def _merge_dict(cfg: CN, data: dict[str, Any], source: str, prefix: str = "") -> None:
+    valid = _all_keys(cfg)
+    for k, v in data.items():
+        full = f"{prefix}{k}"
+        node = _lookup(cfg, full)
+        if node is _MISSING:
+            raise _unknown_key_error(full, valid, source)
+        if isinstance(node, CN):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {full} in {source} is a section; give it a mapping, not {v!r}")
+            _merge_dict(cfg, v, source, full + ".")
+        else:
+            _assign(cfg, full, _coerce(full, v, node, source))
+
+
+_MISSING = object()
+
+
+def _lookup(cfg: CN, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, CN) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _assign(cfg: CN, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+
+
+def merge_from_file(cfg: CN, path: str | Path) -> None:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
+    _merge_dict(cfg, data, str(path))
+
+
+def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
+    """Apply trailing ``KEY VALUE`` pairs, as maskrcnn-benchmark's ``train_net.py`` does."""
+    if len(opts) % 2:
+        raise ConfigError(f"overrides come as KEY VALUE pairs; {opts[-1]!r} has no value")
+    valid = _all_keys(cfg)
+    for key, raw in zip(opts[0::2], opts[1::2]):
+        node = _lookup(cfg, key)
+        if node is _MISSING or isinstance(node, CN):
+            raise _unknown_key_error(key, valid, "the command line")
+        _assign(cfg, key, _coerce(key, _parse_literal(raw), node, "the command line"))
+
+
+def load_config(config_file: str | Path | None = None, opts: Sequence[str] = ()) -> CN:
+    """Defaults, then the YAML file, then the overrides; the result is frozen."""
+    cfg = get_default_config()
+    if config_file:
+        merge_from_file(cfg, config_file)
+    merge_from_list(cfg, list(opts))
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+_CONV_BODIES = ("R-50-FPN", "R-18-FPN", "MNV3-FPN")
+_NORMS = ("FrozenBN", "BN", "GN")
+
+
+def validate(cfg: CN) -> None:
+    """Cross-key checks a type check cannot make."""
+    if cfg.MODEL.BACKBONE.CONV_BODY not in _CONV_BODIES:
+        raise ConfigError(
+            f"MODEL.BACKBONE.CONV_BODY {cfg.MODEL.BACKBONE.CONV_BODY!r} is not one of {', '.join(_CONV_BODIES)}"
+        )
+    if cfg.MODEL.BACKBONE.NORM not in _NORMS:
+        raise ConfigError(f"MODEL.BACKBONE.NORM {cfg.MODEL.BACKBONE.NORM!r} is not one of {', '.join(_NORMS)}")
+    if cfg.MODEL.BACKBONE.HEAD_NORM not in ("", "GN"):
+        raise ConfigError(f"MODEL.BACKBONE.HEAD_NORM must be '' or 'GN', not {cfg.MODEL.BACKBONE.HEAD_NORM!r}")
+    if cfg.MODEL.ROI_HEADS.NUM_CLASSES < 2:
+        raise ConfigError("MODEL.ROI_HEADS.NUM_CLASSES counts the background too; it must be at least 2")
+    if list(cfg.SOLVER.STEPS) != sorted(cfg.SOLVER.STEPS):
+        raise ConfigError(f"SOLVER.STEPS must increase, got {tuple(cfg.SOLVER.STEPS)}")
+    if cfg.SOLVER.WARMUP_METHOD not in ("linear", "constant"):
+        raise ConfigError(f"SOLVER.WARMUP_METHOD must be 'linear' or 'constant', not {cfg.SOLVER.WARMUP_METHOD!r}")
+    if len(cfg.INPUT.PIXEL_MEAN) != 3 or len(cfg.INPUT.PIXEL_STD) != 3:
+        raise ConfigError("INPUT.PIXEL_MEAN and INPUT.PIXEL_STD need 3 values (R, G, B)")
+    if cfg.SOLVER.IMS_PER_BATCH < 1 or cfg.TEST.IMS_PER_BATCH < 1:
+        raise ConfigError("SOLVER.IMS_PER_BATCH and TEST.IMS_PER_BATCH must be at least 1")
+
+
+def config_to_yaml(cfg: CN) -> str:
+    return cfg.dump()
+
+
+def config_from_yaml_text(text: str) -> CN:
+    """Rebuild a config saved in a checkpoint or ONNX metadata, tolerating keys newer versions dropped."""
+    cfg = get_default_config()
+    data = yaml.safe_load(text) or {}
+    _merge_known(cfg, data)
+    validate(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _merge_known(cfg: CN, data: dict[str, Any], prefix: str = "") -> None:
+    for k, v in data.items():
+        full = f"{prefix}{k}"
+        node = _lookup(cfg, full)
+        if node is _MISSING:
+            continue
+        if isinstance(node, CN) and isinstance(v, dict):
+            _merge_known(cfg, v, full + ".")
+        elif not isinstance(node, CN):
+            _assign(cfg, full, _coerce(full, v, node, "a saved config"))

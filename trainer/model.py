@@ -1,0 +1,208 @@
+"""Build torchvision detection models from a config.
+
+The modules are torchvision's own (``MaskRCNN``, ``FasterRCNN``, ``KeypointRCNN``, ``BackboneWithFPN``), so
+parameter names are torchvision's: an R-50-FPN checkpoint of ours loads into ``maskrcnn_resnet50_fpn`` with
+strict keys, and torchvision's published COCO weights load into our model. Only widths, norms and head sizes
+change with the config, which is what makes a small variant trainable from scratch on a CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.misc import FrozenBatchNorm2d
+from yacs.config import CfgNode
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def _group_norm(channels: int) -> nn.Module:
+    """GroupNorm with the most groups (up to 32) that divide the channels: MobileNet widths aren't multiples of 32."""
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+    return nn.GroupNorm(groups, channels)
+
+
+def _norm_layer(name: str) -> NormFactory:
+    if name == "FrozenBN":
+        return FrozenBatchNorm2d
+    if name == "BN":
+        return nn.BatchNorm2d
+    if name == "GN":
+        return _group_norm
+    raise ValueError(f"unknown norm {name!r}")
+
+
+def _freeze_resnet(body: nn.Module, trainable_layers: int) -> None:
+    """torchvision's rule: only the last `trainable_layers` stages (layer4 first, conv1 last) train."""
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"MODEL.BACKBONE.TRAINABLE_LAYERS must be in [0, 5], got {trainable_layers}")
+    layers = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        layers.append("bn1")
+    for name, p in body.named_parameters():
+        if all(not name.startswith(layer) for layer in layers):
+            p.requires_grad_(False)
+
+
+def build_backbone(cfg: CfgNode) -> nn.Module:
+    """An FPN backbone whose state-dict keys are torchvision's (``body.*``, ``fpn.*``)."""
+    conv_body = cfg.MODEL.BACKBONE.CONV_BODY
+    norm = _norm_layer(cfg.MODEL.BACKBONE.NORM)
+    out_channels = cfg.MODEL.BACKBONE.OUT_CHANNELS
+    fpn_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
+    if conv_body in ("R-50-FPN", "R-18-FPN"):
+        net = (resnet50 if conv_body == "R-50-FPN" else resnet18)(weights=None, norm_layer=norm)
+        _freeze_resnet(net, cfg.MODEL.BACKBONE.TRAINABLE_LAYERS)
+        stage_channels = [net.inplanes // 8, net.inplanes // 4, net.inplanes // 2, net.inplanes]
+        return_layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
+        return BackboneWithFPN(
+            net,
+            return_layers=return_layers,
+            in_channels_list=stage_channels,
+            out_channels=out_channels,
+            extra_blocks=LastLevelMaxPool(),
+            norm_layer=fpn_norm,
+        )
+    if conv_body == "MNV3-FPN":
+        features = mobilenet_v3_large(weights=None, norm_layer=norm).features
+        # torchvision's fasterrcnn_mobilenet_v3_large_fpn layout: the last two strided stages feed the FPN
+        stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+        trainable = min(cfg.MODEL.BACKBONE.TRAINABLE_LAYERS, len(stages))
+        freeze_before = len(features) if trainable == 0 else stages[len(stages) - trainable]
+        for block in features[:freeze_before]:
+            block.requires_grad_(False)
+        returned = [len(stages) - 2, len(stages) - 1]
+        return BackboneWithFPN(
+            features,
+            return_layers={str(stages[k]): str(v) for v, k in enumerate(returned)},
+            in_channels_list=[features[stages[i]].out_channels for i in returned],
+            out_channels=out_channels,
+            extra_blocks=LastLevelMaxPool(),
+            norm_layer=fpn_norm,
+        )
+    raise ValueError(f"unknown MODEL.BACKBONE.CONV_BODY {conv_body!r}")
+
+
+def _feature_names(backbone: nn.Module) -> list[str]:
+    """The FPN levels the ROI heads pool from: every output except the max-pooled extra level."""
+    with torch.no_grad():
+        was_training = backbone.training
+        backbone.eval()
+        feats = backbone(torch.zeros(1, 3, 64, 64))
+        backbone.train(was_training)
+    return [k for k in feats if k != "pool"]
+
+
+def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
+    """A torchvision ``MaskRCNN``, ``FasterRCNN`` or ``KeypointRCNN`` configured by ``cfg``.
+
+    ``train`` picks the resize sizes (INPUT.*_TRAIN or INPUT.*_TEST) and the module's mode.
+    """
+    backbone = build_backbone(cfg)
+    names = _feature_names(backbone)
+    num_levels = len(names) + 1  # + the "pool" level the RPN also uses
+    sizes = tuple(cfg.MODEL.RPN.ANCHOR_SIZES)
+    if len(sizes) == num_levels:
+        anchor_sizes = tuple((s,) for s in sizes)
+    else:  # MobileNet: all sizes on every level, as torchvision does
+        anchor_sizes = (sizes,) * num_levels
+    anchor_generator = AnchorGenerator(anchor_sizes, (tuple(cfg.MODEL.RPN.ASPECT_RATIOS),) * num_levels)
+    out_ch = backbone.out_channels
+    head_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
+
+    box = cfg.MODEL.ROI_BOX_HEAD
+    box_pool = MultiScaleRoIAlign(names, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO)
+    if head_norm is None:
+        box_head: nn.Module = TwoMLPHead(out_ch * box.POOLER_RESOLUTION**2, box.MLP_HEAD_DIM)
+    else:  # torchvision's "v2" head: 4 conv + 1 fc, normalized, trains better from scratch
+        box_head = FastRCNNConvFCHead(
+            (out_ch, box.POOLER_RESOLUTION, box.POOLER_RESOLUTION),
+            [out_ch] * 4,
+            [box.MLP_HEAD_DIM],
+            norm_layer=nn.BatchNorm2d if cfg.MODEL.BACKBONE.NORM == "BN" else head_norm,
+        )
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    rh = cfg.MODEL.ROI_HEADS
+    rpn = cfg.MODEL.RPN
+    common = dict(
+        min_size=tuple(cfg.INPUT.MIN_SIZE_TRAIN),
+        max_size=cfg.INPUT.MAX_SIZE_TRAIN,
+        image_mean=list(cfg.INPUT.PIXEL_MEAN),
+        image_std=list(cfg.INPUT.PIXEL_STD),
+        rpn_anchor_generator=anchor_generator,
+        rpn_pre_nms_top_n_train=rpn.PRE_NMS_TOP_N_TRAIN,
+        rpn_pre_nms_top_n_test=rpn.PRE_NMS_TOP_N_TEST,
+        rpn_post_nms_top_n_train=rpn.POST_NMS_TOP_N_TRAIN,
+        rpn_post_nms_top_n_test=rpn.POST_NMS_TOP_N_TEST,
+        rpn_nms_thresh=rpn.NMS_THRESH,
+        rpn_fg_iou_thresh=rpn.FG_IOU_THRESHOLD,
+        rpn_bg_iou_thresh=rpn.BG_IOU_THRESHOLD,
+        rpn_batch_size_per_image=rpn.BATCH_SIZE_PER_IMAGE,
+        rpn_positive_fraction=rpn.POSITIVE_FRACTION,
+        rpn_score_thresh=rpn.SCORE_THRESH,
+        box_roi_pool=box_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(box.MLP_HEAD_DIM, num_classes),
+        box_score_thresh=rh.SCORE_THRESH,
+        box_nms_thresh=rh.NMS,
+        box_detections_per_img=cfg.TEST.DETECTIONS_PER_IMG,
+        box_fg_iou_thresh=rh.FG_IOU_THRESHOLD,
+        box_bg_iou_thresh=rh.BG_IOU_THRESHOLD,
+        box_batch_size_per_image=rh.BATCH_SIZE_PER_IMAGE,
+        box_positive_fraction=rh.POSITIVE_FRACTION,
+    )
+    if cfg.MODEL.MASK_ON and cfg.MODEL.KEYPOINT_ON:
+        raise ValueError("MODEL.MASK_ON and MODEL.KEYPOINT_ON together are not supported by torchvision's models")
+    if cfg.MODEL.MASK_ON:
+        m = cfg.MODEL.ROI_MASK_HEAD
+        layers = tuple(m.CONV_LAYERS)
+        model: nn.Module = MaskRCNN(
+            backbone,
+            num_classes=None,
+            mask_roi_pool=MultiScaleRoIAlign(names, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
+            mask_head=MaskRCNNHeads(out_ch, layers, 1, norm_layer=head_norm),
+            mask_predictor=MaskRCNNPredictor(layers[-1], layers[-1], num_classes),
+            **common,
+        )
+    elif cfg.MODEL.KEYPOINT_ON:
+        k = cfg.MODEL.ROI_KEYPOINT_HEAD
+        layers = tuple(k.CONV_LAYERS)
+        model = KeypointRCNN(
+            backbone,
+            num_classes=None,
+            keypoint_roi_pool=MultiScaleRoIAlign(names, k.POOLER_RESOLUTION, k.POOLER_SAMPLING_RATIO),
+            keypoint_head=KeypointRCNNHeads(out_ch, layers),
+            keypoint_predictor=KeypointRCNNPredictor(layers[-1], k.NUM_KEYPOINTS),
+            **common,
+        )
+    else:
+        model = FasterRCNN(backbone, num_classes=None, **common)
+    configure_transform(model, cfg, train)
+    model.train(train)
+    return model
+
+
+def configure_transform(model: nn.Module, cfg: CfgNode, train: bool) -> None:
+    """torchvision's transform holds one size pair: point it at INPUT.*_TRAIN or INPUT.*_TEST.
+
+    In eval mode torchvision resizes to ``min_size[-1]``; in training it picks one of ``min_size`` at random
+    (multi-scale training), so the two phases need different values on the same module.
+    """
+    if train:
+        model.transform.min_size = tuple(cfg.INPUT.MIN_SIZE_TRAIN)
+        model.transform.max_size = cfg.INPUT.MAX_SIZE_TRAIN
+    else:
+        model.transform.min_size = (cfg.INPUT.MIN_SIZE_TEST,)
+        model.transform.max_size = cfg.INPUT.MAX_SIZE_TEST
+    model.transform.size_divisible = cfg.DATALOADER.SIZE_DIVISIBILITY
