@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,7 +236,3 @@ def reference_session(
         rewritten.SerializeToString(), session_options_with_reference_ops(so), providers=list(providers)
     )
 
-
-def roi_align_attrs_with(**changes: Any) -> MultiLevelRoiAlignAttrs:
-    """Spec defaults with some attributes changed (for building nodes in tests and tools)."""
-    return replace(MultiLevelRoiAlignAttrs(), **changes)

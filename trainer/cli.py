@@ -60,10 +60,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if init_distributed(cfg.MODEL.DEVICE).is_main:
             model = build_model(cfg, train=False)
             load_model_weights(model, load_checkpoint_file(final)["model"])
+            metrics = {}
             for name in cfg.DATASETS.TEST:
                 result = evaluate_model(model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False))
                 _print_metrics(name, result)
-                (Path(cfg.OUTPUT_DIR) / f"eval_{name}.json").write_text(json.dumps(summarize(result), indent=2))
+                metrics[name] = summarize(result)
+            (Path(cfg.OUTPUT_DIR) / "eval.json").write_text(json.dumps(metrics, indent=2))
     return 0
 
 

@@ -203,7 +203,7 @@ def train(
         with autocast:
             losses = ddp_model(images, targets)
         loss = sum(losses.values())
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(
                 f"loss became {float(loss)} at iteration {iteration}: {({k: float(v) for k, v in losses.items()})}; "
                 "lower SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS"

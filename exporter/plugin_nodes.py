@@ -1,0 +1,79 @@
+"""The ``trt`` flavor's plugin nodes: autograd Functions that trace to one custom ONNX node each.
+
+Their eager forward is the standard-op implementation (so a traced model computes the same numbers in
+both flavors) and their ``symbolic`` writes exactly the node ``runtime.plugin_ops`` specifies: op type,
+domain, attribute names, input and output order. TensorRT's parser maps each node to our IPluginV3 by op
+type, ``plugin_version`` and ``plugin_namespace``; ONNX Runtime runs it through the CPU reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from exporter import standard_ops
+from runtime.plugin_ops import (
+    DOMAIN,
+    NMS_OP,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+    ROI_ALIGN_OP,
+    BatchedNmsAttrs,
+    MultiLevelRoiAlignAttrs,
+)
+
+
+def _onnx_attributes(attrs: dict[str, object]) -> dict[str, Any]:
+    """Python attribute values -> torch.onnx's ``name_<type>`` keyword form."""
+    out: dict[str, Any] = {"plugin_version_s": PLUGIN_VERSION, "plugin_namespace_s": PLUGIN_NAMESPACE}
+    for name, value in attrs.items():
+        if isinstance(value, (list, tuple)):
+            out[f"{name}_f"] = [float(v) for v in value]
+        elif isinstance(value, float):
+            out[f"{name}_f"] = value
+        elif isinstance(value, int):
+            out[f"{name}_i"] = value
+        else:
+            out[f"{name}_s"] = str(value)
+    return out
+
+
+class _MultiLevelRoiAlign(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: object, attrs: MultiLevelRoiAlignAttrs, rois: Tensor, *features: Tensor) -> Tensor:  # type: ignore[override]
+        return standard_ops.multilevel_roi_align(rois, features, attrs)
+
+    @staticmethod
+    def symbolic(g, attrs, rois, *features):  # type: ignore[no-untyped-def]
+        out = g.op(f"{DOMAIN}::{ROI_ALIGN_OP}", rois, *features, **_onnx_attributes(attrs.as_dict()))
+        out.setType(features[0].type().with_sizes([None, None, attrs.output_height, attrs.output_width]))
+        return out
+
+
+class _BatchedNms(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: object, attrs: BatchedNmsAttrs, boxes: Tensor, scores: Tensor) -> tuple[Tensor, ...]:  # type: ignore[override]
+        return tuple(standard_ops.batched_nms(boxes, scores, attrs))
+
+    @staticmethod
+    def symbolic(g, attrs, boxes, scores):  # type: ignore[no-untyped-def]
+        outs = g.op(f"{DOMAIN}::{NMS_OP}", boxes, scores, outputs=5, **_onnx_attributes(attrs.as_dict()))
+        k = attrs.keep_top_k
+        base = scores.type()
+        outs[0].setType(base.with_dtype(torch.int32).with_sizes([None]))
+        outs[1].setType(base.with_sizes([None, k, 4]))
+        outs[2].setType(base.with_sizes([None, k]))
+        outs[3].setType(base.with_dtype(torch.int32).with_sizes([None, k]))
+        outs[4].setType(base.with_dtype(torch.int32).with_sizes([None, k]))
+        return outs
+
+
+def multilevel_roi_align(rois: Tensor, features: Sequence[Tensor], attrs: MultiLevelRoiAlignAttrs) -> Tensor:
+    return _MultiLevelRoiAlign.apply(attrs, rois, *features)
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, attrs: BatchedNmsAttrs) -> standard_ops.NmsResult:
+    return standard_ops.NmsResult(*_BatchedNms.apply(attrs, boxes, scores))

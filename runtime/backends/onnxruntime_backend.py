@@ -1,0 +1,225 @@
+"""ONNX Runtime backend: the deployable CPU path, and CUDA / TensorRT execution providers where present.
+
+Model facts (classes, pre-processing, mask size, static shapes) come from the file's metadata through
+``runtime.onnx_contract``, so an exported model runs with nothing but the .onnx file. A `trt`-flavor
+graph (plugin nodes) runs through the plugins' CPU reference ops (``runtime.ort_custom_ops``): the exact
+graph TensorRT will parse is checked on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime import onnx_contract as contract
+from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo, check_batch
+from runtime.plugin_ops import NMS_OP, ROI_ALIGN_OP
+from runtime.preprocess import PreprocessedBatch
+from runtime.structures import RawDetections
+
+log = logging.getLogger(__name__)
+
+GRAPH_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+#: device name -> execution providers, best first (ONNX Runtime falls back along the list per node)
+DEVICE_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def providers_for(device: str, providers: Sequence[str] | None = None) -> list[Any]:
+    """Execution providers for a device ("cpu", "cuda[:N]", "tensorrt[:N]") or an explicit list.
+
+    A requested provider this onnxruntime build lacks is an error, not a silent CPU fallback: a user
+    benchmarking "cuda" must not get CPU numbers.
+    """
+    available = ort.get_available_providers()
+    if providers:
+        chosen: list[Any] = list(providers)
+        names = [p if isinstance(p, str) else p[0] for p in chosen]
+    else:
+        kind, _, index = device.partition(":")
+        if kind not in DEVICE_PROVIDERS:
+            raise ValueError(f"unknown device {device!r} for onnxruntime; use cpu, cuda[:N] or tensorrt[:N]")
+        names = DEVICE_PROVIDERS[kind]
+        opts = {"device_id": int(index)} if index else {}
+        chosen = [(n, opts) if opts and n != "CPUExecutionProvider" else n for n in names]
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise BackendUnavailable(
+            f"ONNX Runtime execution provider(s) {', '.join(missing)} not available in this onnxruntime "
+            f"build (available: {', '.join(available)}); install onnxruntime-gpu for CUDA/TensorRT, or use "
+            f"--device cpu"
+        )
+    return chosen
+
+
+class OnnxRuntimeBackend(Backend):
+    """An exported .onnx file under ONNX Runtime.
+
+    ``threads`` sets intra-op threads (inter-op stays 1: the graph is one chain); ``graph_optimization``
+    is one of disable/basic/extended/all. ``reference_ops`` forces (True) or forbids (False) the CPU
+    reference of the plugin ops; by default they are used when the graph has plugin nodes.
+    """
+
+    name = "onnxruntime"
+    OPTIONS = ("threads", "graph_optimization", "providers", "reference_ops")
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        device: str = "cpu",
+        threads: int | None = None,
+        graph_optimization: str = "all",
+        providers: Sequence[str] | None = None,
+        reference_ops: bool | None = None,
+    ) -> None:
+        super().__init__(model_path, device)
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.model_path}")
+        if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"unknown graph optimization level {graph_optimization!r}; use one of "
+                f"{', '.join(GRAPH_OPTIMIZATION_LEVELS)}"
+            )
+        self._providers = providers_for(device, providers)
+        self.threads = threads
+        self.graph_optimization = graph_optimization
+        self.session, self.uses_reference_ops = self._create_session(reference_ops)
+        try:
+            meta = contract.read_metadata(self.session)
+        except contract.ContractError as e:
+            raise BackendError(str(e).replace("the ONNX Runtime session's model", str(self.model_path))) from None
+        self._contract_info = meta
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        missing = [n for n in contract.DETECTION_OUTPUTS if n not in self._output_names]
+        if missing:
+            raise BackendError(
+                f"{self.model_path}: outputs {self._output_names} lack {missing}; not a model of the ONNX contract"
+            )
+        static, batch = self._static_shape(meta)
+        self._info = ModelInfo(
+            class_names=tuple(meta.class_names),
+            preprocess=meta.preprocess,
+            mask_size=meta.mask_size,
+            keypoint_names=tuple(meta.keypoint_names) if meta.keypoint_names is not None else None,
+            detections_per_image=meta.detections_per_image,
+            precision=_precision(meta.extra, self.model_path.name),
+            flavor=meta.flavor,
+            static_input_size=static,
+            max_batch=batch,
+            extra={"opset": meta.opset},
+        )
+
+    def _session_options(self) -> ort.SessionOptions:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = GRAPH_OPTIMIZATION_LEVELS[self.graph_optimization]
+        if self.threads is not None:
+            so.intra_op_num_threads = int(self.threads)
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # errors only: warnings are about the providers we chose on purpose
+        return so
+
+    def _create_session(self, reference_ops: bool | None) -> tuple[ort.InferenceSession, bool]:
+        """A plain session, or one with the plugin ops' reference when the graph needs it.
+
+        Trying the plain session first costs nothing on failure (ONNX Runtime rejects an unknown op while
+        resolving the graph, before optimizing it) and spares parsing the file with the onnx package.
+        """
+        if not reference_ops:
+            try:
+                return ort.InferenceSession(str(self.model_path), self._session_options(), providers=self._providers), False
+            except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
+                message = str(e)
+                if reference_ops is False or not (ROI_ALIGN_OP in message or NMS_OP in message):
+                    raise BackendError(f"{self.model_path}: ONNX Runtime cannot load it: {_first_line(message)}") from None
+        try:
+            from runtime.ort_custom_ops import reference_session
+        except ImportError as e:
+            raise BackendUnavailable(f"{self.model_path} has TensorRT plugin nodes; running them here needs {e}") from None
+        log.info("%s has plugin nodes: running them through the CPU reference ops", self.model_path.name)
+        try:
+            return reference_session(self.model_path, self._session_options(), self._providers), True
+        except ImportError as e:
+            raise BackendUnavailable(
+                f"{self.model_path} has TensorRT plugin nodes (`trt` flavor); running them on ONNX Runtime "
+                f"needs onnx and onnxruntime-extensions ({e}); or run the `ort` flavor"
+            ) from None
+        except Exception as e:
+            raise BackendError(f"{self.model_path}: ONNX Runtime cannot load it with the reference ops: "
+                               f"{_first_line(str(e))}") from None  # fmt: skip
+
+    def _static_shape(self, meta: contract.ModelInfo) -> tuple[tuple[int, int] | None, int | None]:
+        """Fixed canvas and batch: from the metadata, else from the graph input's declared shape."""
+        shape = next(i.shape for i in self.session.get_inputs() if i.name == contract.INPUT_IMAGES)
+        static = meta.static_size
+        if static is None and len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
+            static = (int(shape[2]), int(shape[3]))
+        batch = meta.batch
+        if batch is None and shape and isinstance(shape[0], int):
+            batch = int(shape[0])
+        return static, batch
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:
+        check_batch(batch, self._info, self.model_path)
+        n = len(batch)
+        images, sizes = batch.images, batch.image_sizes
+        fixed = self._info.max_batch
+        if fixed is not None and n > fixed:
+            raise BackendError(f"{self.model_path.name} takes batches of {fixed}, got {n}")
+        if fixed is not None and n < fixed:  # a static batch: fill with copies, drop their results
+            pad = fixed - n
+            images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
+            sizes = np.concatenate([sizes, np.repeat(sizes[-1:], pad, axis=0)])
+        feeds = {
+            contract.INPUT_IMAGES: np.ascontiguousarray(images, np.float32),
+            contract.INPUT_IMAGE_SIZES: np.ascontiguousarray(sizes, np.int64),
+        }
+        outputs = self.session.run(self._output_names, feeds)
+        return contract.outputs_to_raw(dict(zip(self._output_names, outputs)))[:n]
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["versions"] = {"onnxruntime": ort.__version__}
+        d["providers"] = self.session.get_providers() if self.session is not None else []
+        d["threads"] = self.threads
+        d["graph_optimization"] = self.graph_optimization
+        d["flavor"] = self._info.flavor
+        d["reference_ops"] = self.uses_reference_ops
+        return d
+
+
+def _precision(extra: dict[str, str], filename: str) -> str:
+    """The precision the exporter recorded, else a guess from the file name (model_fp16.onnx)."""
+    for key in ("precision", "dtype"):
+        if key in extra:
+            return str(extra[key])
+    lower = filename.lower()
+    for p in ("int8", "fp16"):
+        if p in lower:
+            return p
+    return "fp32"
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else text

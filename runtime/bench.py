@@ -1,0 +1,395 @@
+"""Latency of one or more model files through the full pipeline: ``python -m runtime.bench``.
+
+Models are timed alternately (A B A B ...) rather than one after the other, so a machine that slows down
+half-way (thermal throttling, a neighbour's job) slows every model alike and the ratios still hold.
+Each iteration is pre-process + inference + post-process (mask pasting included) on the same batch, with
+device work synchronized before every clock read; medians and tail percentiles, not means, because a
+single page fault or GC pause must not move the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.backends.base import BackendError
+from runtime.compare import format_text_table
+from runtime.image_io import iter_images
+from runtime.model_file import UnknownModelType
+from runtime.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+#: the synthetic images' shape before resizing: a common camera aspect ratio (4:3)
+SYNTHETIC_HW = (480, 640)
+
+
+@dataclass
+class BenchSettings:
+    batch: int = 1
+    warmup: int = 3
+    iters: int = 20
+    threads: int | None = None
+    size: int | None = None  # short side fed to the model (None: the model's own)
+    device: str = "cpu"
+    confidence_threshold: float = 0.0  # 0 pastes every detection: the worst case a deployment must budget
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.iters < 1 or self.warmup < 0:
+            raise ValueError(f"need batch >= 1, iters >= 1, warmup >= 0; got {self.batch}, {self.iters}, {self.warmup}")
+
+
+@dataclass
+class ModelResult:
+    """One model's timings in seconds per batch (lists hold every timed iteration)."""
+
+    path: str
+    backend: str = ""
+    precision: str = ""
+    file_mb: float = 0.0
+    load_s: float = 0.0
+    describe: dict[str, Any] = field(default_factory=dict)
+    pre: list[float] = field(default_factory=list)
+    infer: list[float] = field(default_factory=list)
+    post: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    detections_per_image: float = 0.0
+    error: str | None = None
+
+    def summary(self, batch: int) -> dict[str, float]:
+        t = np.asarray(self.total)
+        p50 = float(np.median(t))
+        return {
+            "pre_ms": 1e3 * float(np.median(self.pre)),
+            "infer_ms": 1e3 * float(np.median(self.infer)),
+            "post_ms": 1e3 * float(np.median(self.post)),
+            "p50_ms": 1e3 * p50,
+            "p90_ms": 1e3 * float(np.percentile(t, 90)),
+            "p99_ms": 1e3 * float(np.percentile(t, 99)),
+            "images_per_s": batch / p50 if p50 > 0 else float("inf"),
+        }
+
+
+@dataclass
+class BenchReport:
+    settings: BenchSettings
+    environment: dict[str, Any]
+    models: list[ModelResult]
+    num_images: int
+    image_source: str
+
+    @property
+    def ok(self) -> list[ModelResult]:
+        return [m for m in self.models if m.error is None and m.total]
+
+    def ratio(self, m: ModelResult) -> float:
+        """End-to-end median relative to the first model that ran (< 1 is faster)."""
+        base = self.ok[0]
+        return float(np.median(m.total) / np.median(base.total))
+
+    def to_dict(self) -> dict[str, Any]:
+        models = []
+        for m in self.models:
+            d = asdict(m)
+            if m.error is None and m.total:
+                d["summary"] = m.summary(self.settings.batch)
+                d["ratio_to_first"] = self.ratio(m)
+            models.append(d)
+        return {
+            "settings": asdict(self.settings),
+            "environment": self.environment,
+            "num_images": self.num_images,
+            "image_source": self.image_source,
+            "models": models,
+        }
+
+
+def environment_info() -> dict[str, Any]:
+    """Machine and library versions, so numbers from two machines are never compared unknowingly."""
+    import cv2
+    import onnxruntime
+
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+    for name in ("torch", "torchvision", "tensorrt"):  # only those a model already imported: stay light
+        mod = sys.modules.get(name)
+        if mod is not None:
+            versions[name] = getattr(mod, "__version__", "?")
+    return {
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+        "versions": versions,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def synthetic_images(n: int, seed: int = 0, hw: tuple[int, int] = SYNTHETIC_HW) -> list[np.ndarray]:
+    """Noise with bright rectangles: edges for the RPN, so proposals and detections are not degenerate."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        img = rng.integers(0, 96, (*hw, 3), dtype=np.uint8)
+        for _ in range(6):
+            x, y = int(rng.integers(0, hw[1] - 60)), int(rng.integers(0, hw[0] - 60))
+            w, h = int(rng.integers(20, 160)), int(rng.integers(20, 160))
+            color = tuple(int(v) for v in rng.integers(96, 256, 3))
+            cv2.rectangle(img, (x, y), (x + w, y + h), color, -1)
+        images.append(img)
+    return images
+
+
+def load_images(source: str | os.PathLike[str], limit: int | None = None) -> list[np.ndarray]:
+    """Decoded images of a folder/glob, unreadable ones skipped with a warning (iter_images)."""
+    images = []
+    for _, img in iter_images(source):
+        images.append(img)
+        if limit is not None and len(images) >= limit:
+            break
+    if not images:
+        raise FileNotFoundError(f"no readable images in {source}")
+    return images
+
+
+def run_benchmark(
+    model_paths: Sequence[str | os.PathLike[str]],
+    images: Sequence[np.ndarray],
+    settings: BenchSettings,
+    backends: Sequence[str | None] | None = None,
+    backend_options: dict[str, Any] | None = None,
+    image_source: str = "",
+    progress: bool = True,
+) -> BenchReport:
+    """Time every model on the same batches, alternating models each iteration.
+
+    A model that fails to load is reported with its error and the others still run.
+    """
+    if not images:
+        raise ValueError("no images to benchmark with")
+    backends = list(backends) if backends else [None] * len(model_paths)
+    if len(backends) == 1 and len(model_paths) > 1:
+        backends = backends * len(model_paths)
+    if len(backends) != len(model_paths):
+        raise ValueError(f"{len(backends)} --backend values for {len(model_paths)} models; give one or one per model")
+    options: dict[str, Any] = {"strict_options": False, **(backend_options or {})}
+    if settings.threads is not None:
+        options["threads"] = settings.threads
+    batches = [
+        [images[(i * settings.batch + j) % len(images)] for j in range(settings.batch)]
+        for i in range(max(1, len(images) // settings.batch))
+    ]
+
+    results: list[ModelResult] = []
+    predictors: list[Predictor | None] = []
+    for path, backend in zip(model_paths, backends):
+        r = ModelResult(path=str(path))
+        results.append(r)
+        try:
+            r.file_mb = _file_mb(Path(path))
+            pred = Predictor(path, backend=backend, confidence_threshold=settings.confidence_threshold,
+                             min_image_size=settings.size, device=settings.device, **options)  # fmt: skip
+        except (BackendError, UnknownModelType, FileNotFoundError, ValueError, TypeError, ImportError) as e:
+            r.error = str(e)
+            log.error("skipping %s: %s", path, e)
+            predictors.append(None)
+            continue
+        r.backend, r.precision, r.load_s = pred.backend.name, pred.backend.precision, pred.load_seconds
+        r.describe = pred.backend.describe()
+        predictors.append(pred)
+
+    live = [(r, p) for r, p in zip(results, predictors) if p is not None]
+    detections = {id(r): 0 for r, _ in live}
+    total_steps = (settings.warmup + settings.iters) * len(live)
+    with tqdm(total=total_steps, desc="benchmark", unit="batch", disable=not progress) as bar:
+        for it in range(settings.warmup + settings.iters):
+            batch = batches[it % len(batches)]
+            for r, pred in live:
+                if r.error is not None:
+                    bar.update(1)
+                    continue
+                try:
+                    t0 = time.perf_counter()
+                    dets, times = pred.predict_timed(batch)
+                    total = time.perf_counter() - t0
+                except Exception as e:  # a backend failing mid-run must not take the other models down
+                    r.error = f"failed at iteration {it}: {type(e).__name__}: {e}"
+                    log.error("%s %s", r.path, r.error)
+                    bar.update(1)
+                    continue
+                if it >= settings.warmup:
+                    r.pre.append(times.preprocess)
+                    r.infer.append(times.infer)
+                    r.post.append(times.postprocess)
+                    r.total.append(total)
+                    detections[id(r)] += sum(len(d) for d in dets)
+                bar.update(1)
+    for r, pred in live:
+        r.detections_per_image = detections[id(r)] / max(1, len(r.total) * settings.batch)
+        pred.close()
+    return BenchReport(settings, environment_info(), results, len(images), image_source)
+
+
+def format_report(report: BenchReport) -> str:
+    """The environment, then one row per model; the ratio column is what to quote."""
+    s = report.settings
+    env = report.environment
+    lines = [
+        f"CPU: {env['cpu']} ({env['cpu_count']} logical cores); {env['platform']}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
+        f"images: {report.image_source} ({report.num_images}); batch {s.batch}; short side "
+        f"{s.size or 'model default'}; warmup {s.warmup}; iters {s.iters}; threads {s.threads or 'default'}; "
+        f"device {s.device}",
+    ]
+    gpus = sorted({m.describe.get("gpu") for m in report.models if m.describe.get("gpu")})
+    if gpus:
+        lines.insert(1, "GPU: " + ", ".join(gpus))
+    headers = ["model", "backend", "precision", "size MB", "load s", "pre ms", "infer ms", "post ms",
+               "p50 ms", "p90 ms", "p99 ms", "img/s", "dets/img", "ratio"]  # fmt: skip
+    rows = []
+    for m in report.models:
+        name = Path(m.path).name
+        if m.error is not None or not m.total:
+            rows.append([name, m.backend or "-", m.precision or "-", f"{m.file_mb:.1f}", "-", *["-"] * 8, "FAILED"])
+            continue
+        sm = m.summary(s.batch)
+        rows.append([
+            name, m.backend, m.precision, f"{m.file_mb:.1f}", f"{m.load_s:.2f}", f"{sm['pre_ms']:.1f}",
+            f"{sm['infer_ms']:.1f}", f"{sm['post_ms']:.1f}", f"{sm['p50_ms']:.1f}", f"{sm['p90_ms']:.1f}",
+            f"{sm['p99_ms']:.1f}", f"{sm['images_per_s']:.2f}", f"{m.detections_per_image:.1f}",
+            f"{report.ratio(m):.2f}x",
+        ])  # fmt: skip
+    table = format_text_table(headers, rows)
+    errors = [f"{Path(m.path).name}: {m.error}" for m in report.models if m.error]
+    return "\n".join([*lines, "", table, *(["", "errors:", *errors] if errors else [])])
+
+
+def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> None:
+    """Stacked pre/infer/post median bars per model, with the p90 as a whisker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = report.ok
+    if not ok:
+        raise ValueError("nothing to plot: no model ran")
+    names = [f"{Path(m.path).name}\n({m.backend}, {m.precision})" for m in ok]
+    sums = [m.summary(report.settings.batch) for m in ok]
+    y = np.arange(len(ok))
+    fig, ax = plt.subplots(figsize=(9, 1.8 + 0.8 * len(ok)))
+    left = np.zeros(len(ok))
+    for key, label, color in (("pre_ms", "pre-process", "#8da0cb"), ("infer_ms", "inference", "#fc8d62"),
+                              ("post_ms", "post-process", "#66c2a5")):  # fmt: skip
+        values = np.asarray([s[key] for s in sums])
+        ax.barh(y, values, left=left, color=color, label=label)
+        left += values
+    p50 = np.asarray([s["p50_ms"] for s in sums])
+    p90 = np.asarray([s["p90_ms"] for s in sums])
+    ax.errorbar(p50, y, xerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0)], fmt="k|", capsize=4, label="p50 to p90")
+    for yi, m, s in zip(y, ok, sums):
+        ax.text(s["p90_ms"], yi, f"  {s['p50_ms']:.0f} ms ({report.ratio(m):.2f}x)", va="center", fontsize=9)
+    ax.set_yticks(y, names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"milliseconds per batch of {report.settings.batch} (median)")
+    ax.set_title(f"end-to-end latency, {report.environment['cpu']}", fontsize=10)
+    ax.set_xlim(0, float(p90.max()) * 1.35)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35 if len(ok) < 3 else -0.15), ncol=4, fontsize=8,
+              frameon=False)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _file_mb(path: Path) -> float:
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    return path.stat().st_size / 2**20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m runtime.bench",
+        description="Time model files (.pth, .onnx, .engine) end to end, alternating them; print a table.",
+    )
+    p.add_argument("--model", action="append", required=True, help="model file; repeat to compare (first is the baseline)")
+    p.add_argument("--backend", action="append", help="backend override (torch, onnxruntime, tensorrt); once, or once per --model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="folder or glob of images")
+    src.add_argument("--synthetic", type=int, metavar="N", help="N generated images (480x640)")
+    p.add_argument("--size", type=int, help="short side fed to the models (default: each model's own)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--confidence-threshold", type=float, default=0.0,
+                   help="score threshold before mask pasting (default 0: paste every detection)")
+    p.add_argument("--config-file", help="config for .pth files that are plain state dicts")
+    p.add_argument("--json", help="write all timings to this JSON file")
+    p.add_argument("--plot", help="write a bar chart (PNG) to this file")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        settings = BenchSettings(batch=args.batch, warmup=args.warmup, iters=args.iters, threads=args.threads,
+                                 size=args.size, device=args.device,
+                                 confidence_threshold=args.confidence_threshold)  # fmt: skip
+        if args.synthetic is not None:
+            if args.synthetic < 1:
+                raise ValueError("--synthetic needs at least 1 image")
+            images, source = synthetic_images(args.synthetic), f"synthetic {SYNTHETIC_HW[0]}x{SYNTHETIC_HW[1]}"
+        else:
+            images, source = load_images(args.images), str(args.images)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    options = {"config_file": args.config_file} if args.config_file else {}
+    try:
+        report = run_benchmark(args.model, images, settings, args.backend, options, source, not args.no_progress)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+    if args.plot and report.ok:
+        plot_report(report, args.plot)
+        print(f"wrote {args.plot}")
+    return 0 if len(report.ok) == len(report.models) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

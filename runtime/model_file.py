@@ -1,0 +1,96 @@
+"""Which backend runs a model file: chosen from its extension, overridable by name.
+
+Every command (predictor, bench, evaluate, webcam) accepts any model file through this one place, so a
+new backend or extension is added once. Backends are imported only when chosen: loading an ONNX model
+must not import torch or TensorRT.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.backends.base import Backend
+
+#: extension -> backend name
+EXTENSIONS: dict[str, str] = {
+    ".pth": "torch",
+    ".pt": "torch",
+    ".onnx": "onnxruntime",
+    ".engine": "tensorrt",
+    ".plan": "tensorrt",
+    ".trt": "tensorrt",
+}
+
+#: backend name -> "module:class", imported lazily
+BACKENDS: dict[str, str] = {
+    "torch": "runtime.backends.torch_backend:TorchBackend",
+    "onnxruntime": "runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "runtime.backends.tensorrt_backend:TensorRTBackend",
+}
+
+#: names people type for a backend
+ALIASES: dict[str, str] = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt"}
+
+
+class UnknownModelType(ValueError):
+    """A model file whose type (or a backend name) this toolchain does not know."""
+
+
+def supported_types() -> str:
+    by_backend: dict[str, list[str]] = {}
+    for ext, backend in EXTENSIONS.items():
+        by_backend.setdefault(backend, []).append(ext)
+    return "; ".join(f"{', '.join(exts)} ({backend})" for backend, exts in by_backend.items())
+
+
+def normalize_backend_name(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in BACKENDS:
+        raise UnknownModelType(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    return key
+
+
+def backend_for(model_path: str | os.PathLike[str], backend: str | None = None) -> str:
+    """Backend name for a file: ``backend`` when given, else from the extension."""
+    if backend:
+        return normalize_backend_name(backend)
+    suffix = Path(model_path).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise UnknownModelType(
+            f"{model_path}: unknown model type {suffix or '(no extension)'!r}. Supported: {supported_types()}; "
+            f"or name the backend explicitly (--backend {'|'.join(BACKENDS)})"
+        )
+    return EXTENSIONS[suffix]
+
+
+def load_backend(
+    model_path: str | os.PathLike[str],
+    backend: str | None = None,
+    device: str = "cpu",
+    strict_options: bool = True,
+    **options: Any,
+) -> Backend:
+    """Open a model file with its backend; ``options`` go to the backend (threads, config_file, ...).
+
+    None-valued options are ignored. With ``strict_options=False`` options the chosen backend does not
+    take are dropped too: a command comparing a .pth and an .onnx passes ``config_file`` to both.
+    """
+    path = Path(model_path)
+    name = backend_for(path, backend)
+    if not path.exists():
+        raise FileNotFoundError(f"model file not found: {path}")
+    module_name, cls_name = BACKENDS[name].split(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    accepted = cls.OPTIONS if hasattr(cls, "OPTIONS") else ()
+    kwargs = {k: v for k, v in options.items() if v is not None}
+    unexpected = sorted(k for k in kwargs if k not in accepted)
+    if not strict_options:
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    elif unexpected:
+        raise TypeError(f"the {name} backend takes no option(s) {unexpected}; it takes {sorted(accepted)}")
+    result: Backend = cls(path, device=device, **kwargs)
+    return result

@@ -1,0 +1,1 @@
+"""One test tree for all packages."""

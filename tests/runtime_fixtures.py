@@ -1,0 +1,48 @@
+"""Small models and data for the runtime tests, made here (nothing can be downloaded).
+
+A randomly initialized shapes-config Mask R-CNN with a low score threshold has plenty of detections, which is
+all the backend, pipeline and command tests need; they check plumbing and parity, not accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SHAPES_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes_mask_rcnn_R_18_FPN.yaml"
+#: a lowered score threshold so a random model detects; small sizes keep CPU runs fast
+TEST_OPTS = (
+    "MODEL.ROI_HEADS.SCORE_THRESH", "0.01",
+    "TEST.DETECTIONS_PER_IMG", "20",
+    "INPUT.MIN_SIZE_TEST", "128",
+    "INPUT.MAX_SIZE_TEST", "192",
+)  # fmt: skip
+
+
+def save_random_shapes_checkpoint(out_dir: Path, seed: int = 0, name: str = "model") -> Path:
+    """A checkpoint of ours (config and class names inside) of a randomly initialized shapes model."""
+    import torch
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.config import config_to_yaml, load_config
+    from trainer.model import build_model
+    from trainer.shapes import SHAPES_CLASSES
+
+    cfg = load_config(SHAPES_CONFIG, list(TEST_OPTS))
+    torch.manual_seed(seed)
+    model = build_model(cfg, train=False)
+    return save_checkpoint(out_dir, name, model, None, None, 0, config_to_yaml(cfg),
+                           ["__background__", *SHAPES_CLASSES])  # fmt: skip
+
+
+def make_image(seed: int = 0, h: int = 120, w: int = 160) -> np.ndarray:
+    """A BGR picture with a few filled shapes on noise, so detectors have edges to respond to."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+    for _ in range(3):
+        c = tuple(int(v) for v in rng.integers(100, 255, 3))
+        x, y = int(rng.integers(10, w - 40)), int(rng.integers(10, h - 40))
+        cv2.rectangle(img, (x, y), (x + 30, y + 25), c, -1)
+    return img

@@ -1,0 +1,123 @@
+"""`trt`-flavor graphs with the two plugin nodes run on ONNX Runtime's CPU through the reference ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime_extensions")
+torch = pytest.importorskip("torch")
+from onnx import TensorProto, helper  # noqa: E402
+from torchvision.ops import MultiScaleRoIAlign  # noqa: E402
+
+from runtime import plugin_library as pl  # noqa: E402
+from runtime.ort_custom_ops import reference_session, with_reference_ops  # noqa: E402
+from runtime.plugin_ops import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_library() -> None:
+    try:
+        pl.ensure_built(pl.HOST_LIBRARY)
+    except pl.BuildToolMissing as e:
+        pytest.skip(f"cannot build the plugin libraries here: {e}")
+
+
+def plugin_graph(levels: int, roi_attrs: dict, nms_attrs: dict, dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
+    """NMS on per-class boxes, then ROIAlign of the kept boxes: the `trt` flavor's two nodes in a row."""
+    feats = [f"feature_{i}" for i in range(levels)]
+    inputs = [
+        helper.make_tensor_value_info("boxes", dtype, ["B", "N", "C", 4]),
+        helper.make_tensor_value_info("scores", dtype, ["B", "N", "C"]),
+    ] + [helper.make_tensor_value_info(f, dtype, ["B", 3, f"H{i}", f"W{i}"]) for i, f in enumerate(feats)]
+    nodes = [
+        helper.make_node(
+            NMS_OP, ["boxes", "scores"], ["num", "det_boxes", "det_scores", "det_classes", "det_indices"],
+            name="nms", domain=DOMAIN, **nms_attrs,
+        ),
+        helper.make_node("Cast", ["det_boxes"], ["rois"], to=TensorProto.FLOAT),
+        helper.make_node(ROI_ALIGN_OP, ["rois", *feats], ["pooled"], name="pool", domain=DOMAIN, **roi_attrs),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("num", TensorProto.INT32, ["B"]),
+        helper.make_tensor_value_info("det_boxes", dtype, ["B", "K", 4]),
+        helper.make_tensor_value_info("det_classes", TensorProto.INT32, ["B", "K"]),
+        helper.make_tensor_value_info("det_indices", TensorProto.INT32, ["B", "K"]),
+        helper.make_tensor_value_info("pooled", dtype, ["BK", 3, "P", "P"]),
+    ]
+    graph = helper.make_graph(nodes, "plugins", inputs, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+
+
+def make_inputs(rng: np.random.Generator, batch: int, image: tuple[int, int], scales) -> dict[str, np.ndarray]:
+    n, c = 60, 4
+    xy = rng.uniform(-20, max(image), size=(batch, n, c, 2))
+    wh = np.exp(rng.uniform(np.log(4), np.log(600), size=(batch, n, c, 2)))
+    feed = {
+        "boxes": np.concatenate([xy, xy + wh], -1).astype(np.float32),
+        "scores": rng.random((batch, n, c)).astype(np.float32),
+    }
+    for i, s in enumerate(scales):
+        feed[f"feature_{i}"] = rng.standard_normal((batch, 3, int(image[0] * s), int(image[1] * s))).astype(np.float32)
+    return feed
+
+
+def test_graph_runs_and_matches_torchvision() -> None:
+    rng = np.random.default_rng(0)
+    image = (128, 160)
+    roi = MultiLevelRoiAlignAttrs(output_height=14, output_width=14, sampling_ratio=-1)
+    nms = BatchedNmsAttrs(score_threshold=0.3, iou_threshold=0.6, keep_top_k=20, background_class=0)
+    model = plugin_graph(4, roi.as_dict(), nms.as_dict())
+    feed = make_inputs(rng, 2, image, roi.spatial_scales)
+    num, det_boxes, classes, indices, pooled = reference_session(model).run(None, feed)
+
+    ref = pl.batched_nms_reference(feed["boxes"], feed["scores"], nms)
+    np.testing.assert_array_equal(num, ref.num_detections)
+    np.testing.assert_array_equal(det_boxes, ref.boxes)
+    np.testing.assert_array_equal(classes, ref.classes)
+    np.testing.assert_array_equal(indices, ref.indices)
+    assert np.all(classes[num[:, None] > np.arange(20)] >= 1), "background (class 0) never comes out"
+
+    names = [str(i) for i in range(4)]
+    pooler = MultiScaleRoIAlign(names, 14, sampling_ratio=-1)
+    expected = pooler(
+        {n: torch.from_numpy(feed[f"feature_{n}"]) for n in names},
+        [torch.from_numpy(b) for b in det_boxes],
+        [image] * 2,
+    ).numpy()
+    assert pooled.shape == (40, 3, 14, 14)
+    np.testing.assert_allclose(pooled, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_attributes_come_from_the_node_and_defaults_fill_the_rest() -> None:
+    rng = np.random.default_rng(1)
+    scales = (0.25, 0.125)
+    model = plugin_graph(2, {"spatial_scales": list(scales), "output_height": 3, "output_width": 5}, {"keep_top_k": 7})
+    feed = make_inputs(rng, 1, (64, 64), scales)
+    num, _, _, _, pooled = reference_session(model).run(None, feed)
+    assert pooled.shape == (7, 3, 3, 5)
+    ref = pl.batched_nms_reference(feed["boxes"], feed["scores"], BatchedNmsAttrs(keep_top_k=7))
+    np.testing.assert_array_equal(num, ref.num_detections)
+
+
+def test_float16_graph() -> None:
+    rng = np.random.default_rng(2)
+    roi = MultiLevelRoiAlignAttrs()
+    model = plugin_graph(4, roi.as_dict(), BatchedNmsAttrs(keep_top_k=10).as_dict(), dtype=TensorProto.FLOAT16)
+    feed = {k: v.astype(np.float16) for k, v in make_inputs(rng, 1, (96, 96), roi.spatial_scales).items()}
+    num, det_boxes, _, _, pooled = reference_session(model).run(None, feed)
+    assert det_boxes.dtype == np.float16 and pooled.dtype == np.float16
+    expected = pl.multilevel_roi_align_reference(
+        det_boxes.astype(np.float32), [feed[f"feature_{i}"] for i in range(4)], roi
+    )
+    np.testing.assert_allclose(pooled.astype(np.float32), expected.astype(np.float32), atol=1e-3)
+
+
+def test_rewrite_rejects_mismatched_levels_and_unknown_attributes() -> None:
+    model = plugin_graph(3, {"spatial_scales": [0.25, 0.125]}, {})
+    with pytest.raises(ValueError, match="3 feature inputs but spatial_scales has 2"):
+        with_reference_ops(model)
+    model = plugin_graph(4, {}, {"iou": 0.5})
+    with pytest.raises(ValueError, match="unknown attribute 'iou'"):
+        with_reference_ops(model)

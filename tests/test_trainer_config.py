@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from trainer.config import ConfigError, load_config
+
+from .conftest import REPO, SHAPES_CONFIG
+
+
+def test_yaml_then_overrides() -> None:
+    cfg = load_config(SHAPES_CONFIG, ["SOLVER.BASE_LR", "0.005", "INPUT.MIN_SIZE_TRAIN", "(200, 300)"])
+    assert cfg.MODEL.BACKBONE.CONV_BODY == "R-18-FPN"  # from the YAML
+    assert cfg.MODEL.RPN.ANCHOR_SIZES == (16, 32, 64, 128, 256)  # YAML tuple text parsed
+    assert cfg.SOLVER.BASE_LR == 0.005
+    assert cfg.INPUT.MIN_SIZE_TRAIN == (200, 300)
+    assert cfg.is_frozen()
+
+
+def test_int_accepted_for_float_and_bool_words() -> None:
+    cfg = load_config(None, ["SOLVER.BASE_LR", "1", "MODEL.MASK_ON", "false", "INPUT.MIN_SIZE_TRAIN", "640"])
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+    assert cfg.MODEL.MASK_ON is False
+    assert cfg.INPUT.MIN_SIZE_TRAIN == (640,)
+
+
+def test_unknown_key_names_closest() -> None:
+    with pytest.raises(ConfigError, match=r"SOLVER\.BASE_LRR.*did you mean SOLVER\.BASE_LR"):
+        load_config(None, ["SOLVER.BASE_LRR", "0.1"])
+    with pytest.raises(ConfigError, match=r"did you mean .*SOLVER\.BASE_LR"):
+        load_config(None, ["BASE_LR", "0.1"])
+
+
+def test_unknown_key_in_yaml_names_file(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("MODEL:\n  MASK_ONN: True\n")
+    with pytest.raises(ConfigError, match=r"MODEL\.MASK_ONN' in .*bad\.yaml.*MODEL\.MASK_ON"):
+        load_config(f)
+
+
+def test_wrong_type_names_key_and_type() -> None:
+    with pytest.raises(ConfigError, match=r"SOLVER\.MAX_ITER .*wants a int.*got str 'many'"):
+        load_config(None, ["SOLVER.MAX_ITER", "many"])
+    with pytest.raises(ConfigError, match=r"SOLVER\.STEPS"):
+        load_config(None, ["SOLVER.STEPS", "('a', 'b')"])
+
+
+def test_pairs_and_files_and_cross_checks(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="KEY VALUE pairs"):
+        load_config(None, ["SOLVER.BASE_LR"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="CONV_BODY"):
+        load_config(None, ["MODEL.BACKBONE.CONV_BODY", "R-101-FPN"])
+    with pytest.raises(ConfigError, match="STEPS must increase"):
+        load_config(None, ["SOLVER.STEPS", "(5, 3)"])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    cfg = load_config(path)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES >= 2
