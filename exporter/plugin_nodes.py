@@ -27,8 +27,16 @@ from runtime.plugin_ops import (
 
 
 def _onnx_attributes(attrs: dict[str, object]) -> dict[str, Any]:
-    """Python attribute values -> torch.onnx's ``name_<type>`` keyword form."""
-    out: dict[str, Any] = {"plugin_version_s": PLUGIN_VERSION, "plugin_namespace_s": PLUGIN_NAMESPACE}
+    """Python attribute values -> torch.onnx's ``name_<type>`` keyword form.
+
+    ``plugin_version`` / ``plugin_namespace`` are written only when they differ from TensorRT's parser
+    defaults ("1", ""): the CPU reference rejects attributes the spec does not list.
+    """
+    out: dict[str, Any] = {}
+    if PLUGIN_VERSION != "1":
+        out["plugin_version_s"] = PLUGIN_VERSION
+    if PLUGIN_NAMESPACE:
+        out["plugin_namespace_s"] = PLUGIN_NAMESPACE
     for name, value in attrs.items():
         if isinstance(value, (list, tuple)):
             out[f"{name}_f"] = [float(v) for v in value]

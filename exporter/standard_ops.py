@@ -35,7 +35,12 @@ class _NonMaxSuppression(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: object, boxes: Tensor, scores: Tensor, max_per_class: int, iou_threshold: float, score_threshold: float
+        ctx: object,
+        boxes: Tensor,
+        scores: Tensor,
+        max_per_class: int,
+        iou_threshold: float,
+        score_threshold: float,
     ) -> Tensor:
         selected = []
         for b in range(scores.shape[0]):
@@ -65,7 +70,7 @@ def roi_levels(rois: Tensor, attrs: MultiLevelRoiAlignAttrs) -> Tensor:
     k_max = round(-math.log2(attrs.spatial_scales[-1]))
     area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
     target = torch.floor(
-        attrs.canonical_level + torch.log2(torch.sqrt(area) / attrs.canonical_box_size) + torch.tensor(1e-6)
+        attrs.canonical_level + torch.log2(torch.sqrt(area) / attrs.canonical_box_size) + 1e-6
     )
     return torch.clamp(target, min=k_min, max=k_max).to(torch.int64) - k_min
 
@@ -115,11 +120,13 @@ def batched_nms(boxes: Tensor, scores: Tensor, attrs: BatchedNmsAttrs) -> NmsRes
     else:
         widths = (boxes[..., 2] - boxes[..., 0])[..., None]  # [B, N, 1]
         heights = (boxes[..., 3] - boxes[..., 1])[..., None]
-    candidate = (scores > attrs.score_threshold) & (widths >= attrs.min_box_size) & (heights >= attrs.min_box_size)
+    candidate = (
+        (scores > attrs.score_threshold) & (widths >= attrs.min_box_size) & (heights >= attrs.min_box_size)
+    )
     if attrs.background_class >= 0:
         not_background = torch.arange(scores.shape[2]) != attrs.background_class
         candidate = candidate & not_background
-    neg_inf = torch.tensor(float("-inf"), dtype=scores.dtype)
+    neg_inf = float("-inf")
     masked = torch.where(candidate, scores, neg_inf)  # [B, N, C]
     k = attrs.keep_top_k
     if per_class:  # every (image, class) pair is one NMS "batch" of its own boxes
@@ -136,7 +143,9 @@ def batched_nms(boxes: Tensor, scores: Tensor, attrs: BatchedNmsAttrs) -> NmsRes
     kept = kept.reshape(batch, num_classes, num_boxes).permute(0, 2, 1)  # [B, N, C]
     # Rank in (n, c) order so equal scores keep ascending flat index n * C + c (TopK is stable on ties).
     ranked = torch.where(kept, masked, neg_inf).reshape(batch, -1)
-    ranked = torch.cat([ranked, neg_inf.expand(batch, k)], dim=1)  # TopK needs k <= N * C
+    ranked = torch.cat(
+        [ranked, torch.full_like(ranked[:, :1], neg_inf).expand(-1, k)], dim=1
+    )  # TopK needs k <= N * C
     top_scores, top_index = torch.topk(ranked, k, dim=1)
     valid = top_scores > neg_inf
     top_index = torch.where(valid, top_index, torch.zeros_like(top_index))

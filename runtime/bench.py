@@ -48,7 +48,9 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.iters < 1 or self.warmup < 0:
-            raise ValueError(f"need batch >= 1, iters >= 1, warmup >= 0; got {self.batch}, {self.iters}, {self.warmup}")
+            raise ValueError(
+                f"need batch >= 1, iters >= 1, warmup >= 0; got {self.batch}, {self.iters}, {self.warmup}"
+            )
 
 
 @dataclass
@@ -198,7 +200,9 @@ def run_benchmark(
     if len(backends) == 1 and len(model_paths) > 1:
         backends = backends * len(model_paths)
     if len(backends) != len(model_paths):
-        raise ValueError(f"{len(backends)} --backend values for {len(model_paths)} models; give one or one per model")
+        raise ValueError(
+            f"{len(backends)} --backend values for {len(model_paths)} models; give one or one per model"
+        )
     options: dict[str, Any] = {"strict_options": False, **(backend_options or {})}
     if settings.threads is not None:
         options["threads"] = settings.threads
@@ -268,7 +272,7 @@ def format_report(report: BenchReport) -> str:
         f"{s.size or 'model default'}; warmup {s.warmup}; iters {s.iters}; threads {s.threads or 'default'}; "
         f"device {s.device}",
     ]
-    gpus = sorted({m.describe.get("gpu") for m in report.models if m.describe.get("gpu")})
+    gpus = sorted({str(m.describe["gpu"]) for m in report.models if m.describe.get("gpu")})
     if gpus:
         lines.insert(1, "GPU: " + ", ".join(gpus))
     headers = ["model", "backend", "precision", "size MB", "load s", "pre ms", "infer ms", "post ms",
@@ -277,7 +281,9 @@ def format_report(report: BenchReport) -> str:
     for m in report.models:
         name = Path(m.path).name
         if m.error is not None or not m.total:
-            rows.append([name, m.backend or "-", m.precision or "-", f"{m.file_mb:.1f}", "-", *["-"] * 8, "FAILED"])
+            rows.append(
+                [name, m.backend or "-", m.precision or "-", f"{m.file_mb:.1f}", "-", *["-"] * 8, "FAILED"]
+            )
             continue
         sm = m.summary(s.batch)
         rows.append([
@@ -313,9 +319,17 @@ def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> None:
         left += values
     p50 = np.asarray([s["p50_ms"] for s in sums])
     p90 = np.asarray([s["p90_ms"] for s in sums])
-    ax.errorbar(p50, y, xerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0)], fmt="k|", capsize=4, label="p50 to p90")
+    ax.errorbar(
+        p50, y, xerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0)], fmt="k|", capsize=4, label="p50 to p90"
+    )
     for yi, m, s in zip(y, ok, sums):
-        ax.text(s["p90_ms"], yi, f"  {s['p50_ms']:.0f} ms ({report.ratio(m):.2f}x)", va="center", fontsize=9)
+        ax.text(
+            s["p90_ms"],
+            float(yi),
+            f"  {s['p50_ms']:.0f} ms ({report.ratio(m):.2f}x)",
+            va="center",
+            fontsize=9,
+        )
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlabel(f"milliseconds per batch of {report.settings.batch} (median)")
@@ -339,8 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runtime.bench",
         description="Time model files (.pth, .onnx, .engine) end to end, alternating them; print a table.",
     )
-    p.add_argument("--model", action="append", required=True, help="model file; repeat to compare (first is the baseline)")
-    p.add_argument("--backend", action="append", help="backend override (torch, onnxruntime, tensorrt); once, or once per --model")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="model file; repeat to compare (first is the baseline)",
+    )
+    p.add_argument(
+        "--backend",
+        action="append",
+        help="backend override (torch, onnxruntime, tensorrt); once, or once per --model",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder or glob of images")
     src.add_argument("--synthetic", type=int, metavar="N", help="N generated images (480x640)")
@@ -350,9 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--confidence-threshold", type=float, default=0.0,
-                   help="score threshold before mask pasting (default 0: paste every detection)")
-    p.add_argument("--config-file", help="config for .pth files that are plain state dicts")
+    p.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.0,
+        help="score threshold before mask pasting (default 0: paste every detection)",
+    )
+    p.add_argument(
+        "--config-file",
+        help="config of .pth models: needed for plain state dicts; overrides a checkpoint's own",
+    )
     p.add_argument("--json", help="write all timings to this JSON file")
     p.add_argument("--plot", help="write a bar chart (PNG) to this file")
     p.add_argument("--no-progress", action="store_true")
@@ -369,7 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.synthetic is not None:
             if args.synthetic < 1:
                 raise ValueError("--synthetic needs at least 1 image")
-            images, source = synthetic_images(args.synthetic), f"synthetic {SYNTHETIC_HW[0]}x{SYNTHETIC_HW[1]}"
+            images, source = (
+                synthetic_images(args.synthetic),
+                f"synthetic {SYNTHETIC_HW[0]}x{SYNTHETIC_HW[1]}",
+            )
         else:
             images, source = load_images(args.images), str(args.images)
     except (ValueError, FileNotFoundError) as e:
@@ -377,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     options = {"config_file": args.config_file} if args.config_file else {}
     try:
-        report = run_benchmark(args.model, images, settings, args.backend, options, source, not args.no_progress)
+        report = run_benchmark(
+            args.model, images, settings, args.backend, options, source, not args.no_progress
+        )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -110,7 +110,13 @@ def model_info_from_metadata(props: Mapping[str, str], source: str = "the model"
         )
     try:
         static = props.get(META_STATIC_SIZE)
-        known = set(required) | {META_CONFIG, META_MASK_SIZE, META_KEYPOINT_NAMES, META_STATIC_SIZE, META_BATCH}
+        known = set(required) | {
+            META_CONFIG,
+            META_MASK_SIZE,
+            META_KEYPOINT_NAMES,
+            META_STATIC_SIZE,
+            META_BATCH,
+        }
         return ModelInfo(
             class_names=list(json.loads(props[META_CLASS_NAMES])),
             preprocess=PreprocessParams.from_dict(json.loads(props[META_PREPROCESS])),
@@ -119,7 +125,9 @@ def model_info_from_metadata(props: Mapping[str, str], source: str = "the model"
             detections_per_image=int(props[META_DETECTIONS_PER_IMAGE]),
             config_yaml=props.get(META_CONFIG, ""),
             mask_size=int(props[META_MASK_SIZE]) if META_MASK_SIZE in props else None,
-            keypoint_names=list(json.loads(props[META_KEYPOINT_NAMES])) if META_KEYPOINT_NAMES in props else None,
+            keypoint_names=list(json.loads(props[META_KEYPOINT_NAMES]))
+            if META_KEYPOINT_NAMES in props
+            else None,
             static_size=tuple(int(v) for v in json.loads(static)) if static else None,  # type: ignore[arg-type]
             batch=int(props[META_BATCH]) if META_BATCH in props else None,
             extra={k: v for k, v in props.items() if k not in known},
@@ -144,7 +152,9 @@ def read_metadata(model: str | Path | Any) -> ModelInfo:
         return model_info_from_metadata(props, str(path))
     meta = getattr(model, "get_modelmeta", None)
     if meta is None:
-        raise TypeError(f"expected an ONNX path or an onnxruntime.InferenceSession, got {type(model).__name__}")
+        raise TypeError(
+            f"expected an ONNX path or an onnxruntime.InferenceSession, got {type(model).__name__}"
+        )
     return model_info_from_metadata(dict(meta().custom_metadata_map), "the ONNX Runtime session's model")
 
 

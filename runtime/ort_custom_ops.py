@@ -58,7 +58,9 @@ def _run_roi_align(rois: np.ndarray, *features: np.ndarray, **attrs: Any) -> np.
 
 def _run_nms(boxes: np.ndarray, scores: np.ndarray, **attrs: Any) -> tuple[np.ndarray, ...]:
     typed = {f.name: f.type for f in fields(BatchedNmsAttrs)}
-    values = {k: (float(v) if typed[k] in ("float", float) else int(v)) for k, v in attrs.items()}
+    values: dict[str, Any] = {
+        k: (float(v) if typed[k] in ("float", float) else int(v)) for k, v in attrs.items()
+    }
     return tuple(batched_nms_reference(boxes, scores, BatchedNmsAttrs(**values)))
 
 
@@ -86,7 +88,8 @@ def register_reference_ops() -> None:
                 attrs=roi_attrs,
             )(_run_roi_align)
         nms_attrs = {
-            f.name: (PyCustomOpDef.dt_float if f.type in ("float", float) else i64) for f in fields(BatchedNmsAttrs)
+            f.name: (PyCustomOpDef.dt_float if f.type in ("float", float) else i64)
+            for f in fields(BatchedNmsAttrs)
         }
         onnx_op(
             op_type=REFERENCE_NMS_OP, inputs=[f32, f32], outputs=[i32, f32, f32, i32, i32], attrs=nms_attrs
@@ -143,7 +146,7 @@ def _known_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
-def _node_attrs(node: onnx.NodeProto, defaults: dict[str, object]) -> dict[str, object]:
+def _node_attrs(node: onnx.NodeProto, defaults: dict[str, Any]) -> dict[str, Any]:
     from onnx import helper
 
     values = dict(defaults)
@@ -163,7 +166,6 @@ def with_reference_ops(model: onnx.ModelProto | str | Path | bytes) -> onnx.Mode
 
     The other nodes, the graph's inputs and outputs and every tensor name stay as they are.
     """
-    import onnx
     from onnx import TensorProto, helper
 
     m = _load(model)
@@ -181,14 +183,16 @@ def with_reference_ops(model: onnx.ModelProto | str | Path | bytes) -> onnx.Mode
         if node.op_type == ROI_ALIGN_OP:
             levels = len(node.input) - 1
             if not 1 <= levels <= MAX_LEVELS:
-                raise ValueError(f"{node.name!r}: {ROI_ALIGN_OP} needs rois and 1 to {MAX_LEVELS} feature maps")
+                raise ValueError(
+                    f"{node.name!r}: {ROI_ALIGN_OP} needs rois and 1 to {MAX_LEVELS} feature maps"
+                )
             attrs = _node_attrs(node, MultiLevelRoiAlignAttrs().as_dict())
             scales = attrs.pop("spatial_scales")
-            if len(scales) != levels:  # type: ignore[arg-type]
+            if len(scales) != levels:
                 raise ValueError(
-                    f"{node.name!r}: {levels} feature inputs but spatial_scales has {len(scales)} entries"  # type: ignore[arg-type]
+                    f"{node.name!r}: {levels} feature inputs but spatial_scales has {len(scales)} entries"
                 )
-            attrs["spatial_scales"] = ",".join(repr(float(s)) for s in scales)  # type: ignore[union-attr]
+            attrs["spatial_scales"] = ",".join(repr(float(s)) for s in scales)
             float_inputs, float_outputs = list(range(levels + 1)), [0]
             out_types = [types.get(node.input[1], TensorProto.FLOAT)]
             op_type = reference_roi_align_op(levels)
@@ -211,7 +215,9 @@ def with_reference_ops(model: onnx.ModelProto | str | Path | bytes) -> onnx.Mode
         for i in float_outputs:
             if out_types[i] != TensorProto.FLOAT:
                 tmp = f"{outputs[i]}__mrd_ref_f32"
-                after.append(helper.make_node("Cast", [tmp], [outputs[i]], to=out_types[i], name=f"{tmp}_cast"))
+                after.append(
+                    helper.make_node("Cast", [tmp], [outputs[i]], to=out_types[i], name=f"{tmp}_cast")
+                )
                 outputs[i] = tmp
         nodes.append(helper.make_node(op_type, inputs, outputs, name=node.name, domain=DOMAIN, **attrs))
         nodes.extend(after)
@@ -235,4 +241,3 @@ def reference_session(
     return ort.InferenceSession(
         rewritten.SerializeToString(), session_options_with_reference_ops(so), providers=list(providers)
     )
-

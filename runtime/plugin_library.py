@@ -22,7 +22,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -428,6 +428,102 @@ def batched_nms_reference(boxes: np.ndarray, scores: np.ndarray, attrs: BatchedN
         out_classes,
         out_indices,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the CUDA kernels on torch CUDA tensors (torch imported here only; used by GPU tests and benchmarks)
+
+
+def _cuda_dtype(t: Any) -> int:
+    import torch
+
+    if t.dtype == torch.float32:
+        return MRD_FLOAT32
+    if t.dtype == torch.float16:
+        return MRD_FLOAT16
+    raise ValueError(f"CUDA plugin kernels take float32 or float16 tensors, got {t.dtype}")
+
+
+def multilevel_roi_align_cuda(rois: Any, features: Sequence[Any], attrs: MultiLevelRoiAlignAttrs) -> Any:
+    """``MRD_MultiLevelRoiAlign`` through libmrd_kernels on torch CUDA tensors, on the current stream."""
+    import torch
+
+    if len(features) != len(attrs.spatial_scales):
+        raise ValueError(
+            f"{len(features)} feature maps but spatial_scales has {len(attrs.spatial_scales)} levels"
+        )
+    rois = rois.contiguous().float()
+    feats = [f.contiguous() for f in features]
+    batch, num_rois = rois.shape[:2]
+    channels = feats[0].shape[1]
+    out = torch.empty(
+        (batch * num_rois, channels, attrs.output_height, attrs.output_width),
+        dtype=feats[0].dtype,
+        device=rois.device,
+    )
+    params = roi_align_params(attrs)
+    levels = len(feats)
+    lib = load_kernel_library()
+    status = lib.mrd_cuda_multilevel_roi_align(
+        _cuda_dtype(feats[0]),
+        ctypes.byref(params),
+        rois.data_ptr(),
+        batch,
+        num_rois,
+        channels,
+        (ctypes.c_void_p * levels)(*[f.data_ptr() for f in feats]),
+        (ctypes.c_int32 * levels)(*[f.shape[2] for f in feats]),
+        (ctypes.c_int32 * levels)(*[f.shape[3] for f in feats]),
+        out.data_ptr(),
+        torch.cuda.current_stream(rois.device).cuda_stream,
+    )
+    check_status(lib, status, "mrd_cuda_last_error")
+    return out
+
+
+def batched_nms_cuda(
+    boxes: Any, scores: Any, attrs: BatchedNmsAttrs, workspace: Any = None
+) -> tuple[Any, ...]:
+    """``MRD_BatchedNms`` through libmrd_kernels on torch CUDA tensors -> (num, boxes, scores, classes, indices).
+
+    ``workspace`` (a uint8 CUDA tensor of at least the required size) may be passed to keep allocation out of
+    timed loops.
+    """
+    import torch
+
+    boxes, scores = boxes.contiguous(), scores.contiguous()
+    batch, num_boxes, num_classes = scores.shape
+    per_class = 1 if boxes.dim() == 4 else 0
+    k = int(attrs.keep_top_k)
+    dev = scores.device
+    lib = load_kernel_library()
+    need = lib.mrd_cuda_batched_nms_workspace_size(batch, num_boxes, num_classes, k)
+    if workspace is None or workspace.numel() < need:
+        workspace = torch.empty(max(need, 1), dtype=torch.uint8, device=dev)
+    outs = (
+        torch.empty((batch,), dtype=torch.int32, device=dev),
+        torch.empty((batch, k, 4), dtype=scores.dtype, device=dev),
+        torch.empty((batch, k), dtype=scores.dtype, device=dev),
+        torch.empty((batch, k), dtype=torch.int32, device=dev),
+        torch.empty((batch, k), dtype=torch.int32, device=dev),
+    )
+    params = nms_params(attrs)
+    status = lib.mrd_cuda_batched_nms(
+        _cuda_dtype(scores),
+        ctypes.byref(params),
+        boxes.data_ptr(),
+        scores.data_ptr(),
+        batch,
+        num_boxes,
+        num_classes,
+        per_class,
+        *[o.data_ptr() for o in outs],
+        workspace.data_ptr(),
+        workspace.numel(),
+        torch.cuda.current_stream(dev).cuda_stream,
+    )
+    check_status(lib, status, "mrd_cuda_last_error")
+    return outs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -123,7 +123,9 @@ class Predictor:
         self.backend.synchronize()
         t2 = time.perf_counter()
         dets = (
-            postprocess_batch(raws, batch, self.info.class_names, self.confidence_threshold) if paste_masks else []
+            postprocess_batch(raws, batch, self.info.class_names, self.confidence_threshold)
+            if paste_masks
+            else []
         )
         t3 = time.perf_counter()
         times.preprocess, times.infer, times.postprocess = t1 - t0, t2 - t1, t3 - t2

@@ -53,7 +53,9 @@ def features_for(rng: np.random.Generator, batch: int, channels: int, image: tup
     ]
 
 
-def torchvision_multiscale(rois: np.ndarray, feats: list, image: tuple[int, int], attrs: MultiLevelRoiAlignAttrs):
+def torchvision_multiscale(
+    rois: np.ndarray, feats: list, image: tuple[int, int], attrs: MultiLevelRoiAlignAttrs
+):
     names = [str(i) for i in range(len(feats))]
     pooler = MultiScaleRoIAlign(names, (attrs.output_height, attrs.output_width), attrs.sampling_ratio)
     x = {n: torch.from_numpy(f) for n, f in zip(names, feats)}
@@ -202,7 +204,9 @@ def torchvision_postprocess(boxes: np.ndarray, scores: np.ndarray, attrs: Batche
     return out
 
 
-def random_detections(rng: np.random.Generator, batch: int, n: int, c: int, per_class: bool, extent: float = 200):
+def random_detections(
+    rng: np.random.Generator, batch: int, n: int, c: int, per_class: bool, extent: float = 200
+):
     shape = (batch, n, c, 2) if per_class else (batch, n, 2)
     xy = rng.uniform(0, extent, size=shape)
     wh = rng.exponential(extent / 6, size=shape)

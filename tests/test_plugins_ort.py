@@ -24,7 +24,9 @@ def host_library() -> None:
         pytest.skip(f"cannot build the plugin libraries here: {e}")
 
 
-def plugin_graph(levels: int, roi_attrs: dict, nms_attrs: dict, dtype: int = TensorProto.FLOAT) -> onnx.ModelProto:
+def plugin_graph(
+    levels: int, roi_attrs: dict, nms_attrs: dict, dtype: int = TensorProto.FLOAT
+) -> onnx.ModelProto:
     """NMS on per-class boxes, then ROIAlign of the kept boxes: the `trt` flavor's two nodes in a row."""
     feats = [f"feature_{i}" for i in range(levels)]
     inputs = [
@@ -33,8 +35,12 @@ def plugin_graph(levels: int, roi_attrs: dict, nms_attrs: dict, dtype: int = Ten
     ] + [helper.make_tensor_value_info(f, dtype, ["B", 3, f"H{i}", f"W{i}"]) for i, f in enumerate(feats)]
     nodes = [
         helper.make_node(
-            NMS_OP, ["boxes", "scores"], ["num", "det_boxes", "det_scores", "det_classes", "det_indices"],
-            name="nms", domain=DOMAIN, **nms_attrs,
+            NMS_OP,
+            ["boxes", "scores"],
+            ["num", "det_boxes", "det_scores", "det_classes", "det_indices"],
+            name="nms",
+            domain=DOMAIN,
+            **nms_attrs,
         ),
         helper.make_node("Cast", ["det_boxes"], ["rois"], to=TensorProto.FLOAT),
         helper.make_node(ROI_ALIGN_OP, ["rois", *feats], ["pooled"], name="pool", domain=DOMAIN, **roi_attrs),
@@ -47,10 +53,14 @@ def plugin_graph(levels: int, roi_attrs: dict, nms_attrs: dict, dtype: int = Ten
         helper.make_tensor_value_info("pooled", dtype, ["BK", 3, "P", "P"]),
     ]
     graph = helper.make_graph(nodes, "plugins", inputs, outputs)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)])
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+    )
 
 
-def make_inputs(rng: np.random.Generator, batch: int, image: tuple[int, int], scales) -> dict[str, np.ndarray]:
+def make_inputs(
+    rng: np.random.Generator, batch: int, image: tuple[int, int], scales
+) -> dict[str, np.ndarray]:
     n, c = 60, 4
     xy = rng.uniform(-20, max(image), size=(batch, n, c, 2))
     wh = np.exp(rng.uniform(np.log(4), np.log(600), size=(batch, n, c, 2)))
@@ -59,7 +69,9 @@ def make_inputs(rng: np.random.Generator, batch: int, image: tuple[int, int], sc
         "scores": rng.random((batch, n, c)).astype(np.float32),
     }
     for i, s in enumerate(scales):
-        feed[f"feature_{i}"] = rng.standard_normal((batch, 3, int(image[0] * s), int(image[1] * s))).astype(np.float32)
+        feed[f"feature_{i}"] = rng.standard_normal((batch, 3, int(image[0] * s), int(image[1] * s))).astype(
+            np.float32
+        )
     return feed
 
 
@@ -93,7 +105,9 @@ def test_graph_runs_and_matches_torchvision() -> None:
 def test_attributes_come_from_the_node_and_defaults_fill_the_rest() -> None:
     rng = np.random.default_rng(1)
     scales = (0.25, 0.125)
-    model = plugin_graph(2, {"spatial_scales": list(scales), "output_height": 3, "output_width": 5}, {"keep_top_k": 7})
+    model = plugin_graph(
+        2, {"spatial_scales": list(scales), "output_height": 3, "output_width": 5}, {"keep_top_k": 7}
+    )
     feed = make_inputs(rng, 1, (64, 64), scales)
     num, _, _, _, pooled = reference_session(model).run(None, feed)
     assert pooled.shape == (7, 3, 3, 5)
@@ -104,7 +118,9 @@ def test_attributes_come_from_the_node_and_defaults_fill_the_rest() -> None:
 def test_float16_graph() -> None:
     rng = np.random.default_rng(2)
     roi = MultiLevelRoiAlignAttrs()
-    model = plugin_graph(4, roi.as_dict(), BatchedNmsAttrs(keep_top_k=10).as_dict(), dtype=TensorProto.FLOAT16)
+    model = plugin_graph(
+        4, roi.as_dict(), BatchedNmsAttrs(keep_top_k=10).as_dict(), dtype=TensorProto.FLOAT16
+    )
     feed = {k: v.astype(np.float16) for k, v in make_inputs(rng, 1, (96, 96), roi.spatial_scales).items()}
     num, det_boxes, _, _, pooled = reference_session(model).run(None, feed)
     assert det_boxes.dtype == np.float16 and pooled.dtype == np.float16

@@ -21,7 +21,9 @@ def _outputs_equal(a: list[dict], b: list[dict]) -> None:
 
 def test_r50_checkpoint_loads_into_torchvision_strictly_and_back(tmp_path: Path) -> None:
     # NORM BN is what torchvision builds without pretrained weights, so the key sets are identical
-    cfg = load_config(None, ["MODEL.BACKBONE.NORM", "BN", "INPUT.MIN_SIZE_TEST", "320", "INPUT.MAX_SIZE_TEST", "400"])
+    cfg = load_config(
+        None, ["MODEL.BACKBONE.NORM", "BN", "INPUT.MIN_SIZE_TEST", "320", "INPUT.MAX_SIZE_TEST", "400"]
+    )
     torch.manual_seed(0)
     ours = build_model(cfg).eval()
     path = save_checkpoint(tmp_path, "model_final", ours, None, None, 0, cfg.dump(), ["__background__"])
@@ -60,7 +62,9 @@ def test_class_count_mismatch_explains_and_offers_skipping(tmp_path: Path) -> No
     with pytest.raises(CheckpointError, match=r"6 classes.*NUM_CLASSES 3.*--skip-class-heads"):
         load_model_weights(dst, src.state_dict())
     load_model_weights(dst, src.state_dict(), skip_class_heads=True)
-    torch.testing.assert_close(dst.backbone.fpn.layer_blocks[0][0].weight, src.backbone.fpn.layer_blocks[0][0].weight)
+    torch.testing.assert_close(
+        dst.backbone.fpn.layer_blocks[0][0].weight, src.backbone.fpn.layer_blocks[0][0].weight
+    )
     assert dst.roi_heads.box_predictor.cls_score.out_features == 3
 
 

@@ -78,8 +78,10 @@ def test_cli_train_then_eval(tiny_shapes, tmp_path: Path) -> None:
     assert "weights file not found" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
-                    reason="torchrun is not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun") is None and not (Path(sys.executable).parent / "torchrun").exists(),
+    reason="torchrun is not installed",
+)
 def test_torchrun_two_processes_on_cpu(tiny_shapes, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).parent / "torchrun")

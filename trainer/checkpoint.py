@@ -65,6 +65,7 @@ def save_checkpoint(
     iteration: int,
     config_yaml: str,
     class_names: list[str],
+    keypoint_names: list[str] | None = None,
 ) -> Path:
     """Save and point ``OUTPUT_DIR/last_checkpoint`` at it (after the file is complete)."""
     output_dir = Path(output_dir)
@@ -76,6 +77,7 @@ def save_checkpoint(
         "iteration": int(iteration),
         "config": config_yaml,
         "class_names": list(class_names),
+        "keypoint_names": list(keypoint_names or []),
     }
     path = output_dir / f"{name}.pth"
     atomic_torch_save(state, path)
@@ -92,7 +94,9 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+    return (
+        isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
@@ -124,7 +128,9 @@ def _strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, t
     return dict(state)
 
 
-def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], skip_class_heads: bool = False) -> None:
+def load_model_weights(
+    model: nn.Module, state: Mapping[str, torch.Tensor], skip_class_heads: bool = False
+) -> None:
     """Load ``state`` with strict key matching, explaining mismatches in the user's terms.
 
     BatchNorm's ``num_batches_tracked`` counters are the one tolerated difference: torchvision's published

@@ -80,7 +80,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     load_model_weights(model, load_checkpoint_file(args.weights)["model"])
     out = {}
     for name in cfg.DATASETS.TEST:
-        result = evaluate_model(model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False), cfg.MODEL.DEVICE, args.max_images)
+        result = evaluate_model(
+            model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False), cfg.MODEL.DEVICE, args.max_images
+        )
         _print_metrics(name, result)
         out[name] = summarize(result)
     if args.json:

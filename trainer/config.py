@@ -101,6 +101,8 @@ _C.DATALOADER.SIZE_DIVISIBILITY = 32
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True
 
 _C.SOLVER = CN()
+# "SGD" (maskrcnn-benchmark's, with SOLVER.MOMENTUM) or "AdamW" (converges faster from scratch at tiny batches)
+_C.SOLVER.OPTIMIZER = "SGD"
 _C.SOLVER.MAX_ITER = 90000
 _C.SOLVER.BASE_LR = 0.02
 _C.SOLVER.MOMENTUM = 0.9
@@ -285,15 +287,23 @@ def validate(cfg: CN) -> None:
             f"MODEL.BACKBONE.CONV_BODY {cfg.MODEL.BACKBONE.CONV_BODY!r} is not one of {', '.join(_CONV_BODIES)}"
         )
     if cfg.MODEL.BACKBONE.NORM not in _NORMS:
-        raise ConfigError(f"MODEL.BACKBONE.NORM {cfg.MODEL.BACKBONE.NORM!r} is not one of {', '.join(_NORMS)}")
+        raise ConfigError(
+            f"MODEL.BACKBONE.NORM {cfg.MODEL.BACKBONE.NORM!r} is not one of {', '.join(_NORMS)}"
+        )
     if cfg.MODEL.BACKBONE.HEAD_NORM not in ("", "GN"):
-        raise ConfigError(f"MODEL.BACKBONE.HEAD_NORM must be '' or 'GN', not {cfg.MODEL.BACKBONE.HEAD_NORM!r}")
+        raise ConfigError(
+            f"MODEL.BACKBONE.HEAD_NORM must be '' or 'GN', not {cfg.MODEL.BACKBONE.HEAD_NORM!r}"
+        )
     if cfg.MODEL.ROI_HEADS.NUM_CLASSES < 2:
         raise ConfigError("MODEL.ROI_HEADS.NUM_CLASSES counts the background too; it must be at least 2")
     if list(cfg.SOLVER.STEPS) != sorted(cfg.SOLVER.STEPS):
         raise ConfigError(f"SOLVER.STEPS must increase, got {tuple(cfg.SOLVER.STEPS)}")
+    if cfg.SOLVER.OPTIMIZER not in ("SGD", "AdamW"):
+        raise ConfigError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', not {cfg.SOLVER.OPTIMIZER!r}")
     if cfg.SOLVER.WARMUP_METHOD not in ("linear", "constant"):
-        raise ConfigError(f"SOLVER.WARMUP_METHOD must be 'linear' or 'constant', not {cfg.SOLVER.WARMUP_METHOD!r}")
+        raise ConfigError(
+            f"SOLVER.WARMUP_METHOD must be 'linear' or 'constant', not {cfg.SOLVER.WARMUP_METHOD!r}"
+        )
     if len(cfg.INPUT.PIXEL_MEAN) != 3 or len(cfg.INPUT.PIXEL_STD) != 3:
         raise ConfigError("INPUT.PIXEL_MEAN and INPUT.PIXEL_STD need 3 values (R, G, B)")
     if cfg.SOLVER.IMS_PER_BATCH < 1 or cfg.TEST.IMS_PER_BATCH < 1:

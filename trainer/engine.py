@@ -187,10 +187,24 @@ def train(
     def checkpoint(name: str, iteration: int) -> Path | None:
         if not info.is_main:
             return None
-        return save_checkpoint(out, name, model, optimizer, scheduler, iteration, config_yaml, class_names)
+        return save_checkpoint(
+            out,
+            name,
+            model,
+            optimizer,
+            scheduler,
+            iteration,
+            config_yaml,
+            class_names,
+            dataset.keypoint_names,
+        )
 
     bar = tqdm(
-        total=max_iter, initial=start_iter, desc="train", unit="it", disable=not (progress and info.is_main),
+        total=max_iter,
+        initial=start_iter,
+        desc="train",
+        unit="it",
+        disable=not (progress and info.is_main),
         dynamic_ncols=True,
     )
     ddp_model.train()
@@ -205,7 +219,7 @@ def train(
         loss = sum(losses.values())
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError(
-                f"loss became {float(loss)} at iteration {iteration}: {({k: float(v) for k, v in losses.items()})}; "
+                f"loss became {float(loss)} at iteration {iteration}: { ({k: float(v) for k, v in losses.items()}) }; "
                 "lower SOLVER.BASE_LR or raise SOLVER.WARMUP_ITERS"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -226,10 +240,16 @@ def train(
         if iteration % 20 == 0 or iteration == max_iter:
             writer.write(iteration, {**logged, "elapsed_s": time.perf_counter() - t_start})
 
-        if cfg.SOLVER.CHECKPOINT_PERIOD > 0 and iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0 and iteration < max_iter:
+        if (
+            cfg.SOLVER.CHECKPOINT_PERIOD > 0
+            and iteration % cfg.SOLVER.CHECKPOINT_PERIOD == 0
+            and iteration < max_iter
+        ):
             checkpoint(f"model_{iteration:07d}", iteration)
         if cfg.SOLVER.TEST_PERIOD > 0 and iteration % cfg.SOLVER.TEST_PERIOD == 0 and iteration < max_iter:
-            test_datasets = test_datasets or [build_dataset(n, cfg.DATASETS.ROOT, train=False) for n in cfg.DATASETS.TEST]
+            test_datasets = test_datasets or [
+                build_dataset(n, cfg.DATASETS.ROOT, train=False) for n in cfg.DATASETS.TEST
+            ]
             _periodic_eval(model, cfg, test_datasets, device, info, writer, iteration)
         if stop_after is not None and iteration - start_iter >= stop_after:
             bar.close()
@@ -241,7 +261,9 @@ def train(
         dist.barrier()
     writer.close()
     if info.is_main:
-        logger.info("training done: %d iterations in %.1f s", iteration - start_iter, time.perf_counter() - t_start)
+        logger.info(
+            "training done: %d iterations in %.1f s", iteration - start_iter, time.perf_counter() - t_start
+        )
     return final if final is not None else out / "model_final.pth"
 
 

@@ -45,7 +45,9 @@ def _to_raw(det: dict[str, torch.Tensor]) -> RawDetections:
 
 
 @torch.no_grad()
-def raw_forward(model: nn.Module, images: torch.Tensor, image_sizes: list[tuple[int, int]]) -> list[RawDetections]:
+def raw_forward(
+    model: nn.Module, images: torch.Tensor, image_sizes: list[tuple[int, int]]
+) -> list[RawDetections]:
     """Backbone, RPN and ROI heads on an already pre-processed batch (the ONNX contract's inputs)."""
     image_list = ImageList(images, [(int(h), int(w)) for h, w in image_sizes])
     features = model.backbone(images)
@@ -54,6 +56,8 @@ def raw_forward(model: nn.Module, images: torch.Tensor, image_sizes: list[tuple[
     return [_to_raw(d) for d in detections]
 
 
-def raw_forward_batch(model: nn.Module, batch: PreprocessedBatch, device: torch.device | str = "cpu") -> list[RawDetections]:
+def raw_forward_batch(
+    model: nn.Module, batch: PreprocessedBatch, device: torch.device | str = "cpu"
+) -> list[RawDetections]:
     images = torch.from_numpy(batch.images).to(device)
     return raw_forward(model, images, [tuple(s) for s in batch.image_sizes.tolist()])

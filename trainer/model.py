@@ -77,7 +77,9 @@ def build_backbone(cfg: CfgNode) -> nn.Module:
     if conv_body == "MNV3-FPN":
         features = mobilenet_v3_large(weights=None, norm_layer=norm).features
         # torchvision's fasterrcnn_mobilenet_v3_large_fpn layout: the last two strided stages feed the FPN
-        stages = [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+        stages = (
+            [0] + [i for i, b in enumerate(features) if getattr(b, "_is_cn", False)] + [len(features) - 1]
+        )
         trainable = min(cfg.MODEL.BACKBONE.TRAINABLE_LAYERS, len(stages))
         freeze_before = len(features) if trainable == 0 else stages[len(stages) - trainable]
         for block in features[:freeze_before]:
@@ -163,7 +165,9 @@ def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
         box_positive_fraction=rh.POSITIVE_FRACTION,
     )
     if cfg.MODEL.MASK_ON and cfg.MODEL.KEYPOINT_ON:
-        raise ValueError("MODEL.MASK_ON and MODEL.KEYPOINT_ON together are not supported by torchvision's models")
+        raise ValueError(
+            "MODEL.MASK_ON and MODEL.KEYPOINT_ON together are not supported by torchvision's models"
+        )
     if cfg.MODEL.MASK_ON:
         m = cfg.MODEL.ROI_MASK_HEAD
         layers = tuple(m.CONV_LAYERS)

@@ -10,7 +10,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from yacs.config import CfgNode
 
 
-def make_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.SGD:
+def make_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     """No weight decay on norm and bias parameters: decaying them only hurts a model trained from scratch."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -21,6 +21,8 @@ def make_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.SGD:
         {"params": decay, "weight_decay": cfg.SOLVER.WEIGHT_DECAY},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if cfg.SOLVER.OPTIMIZER == "AdamW":
+        return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR)
     return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
 
 

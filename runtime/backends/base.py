@@ -59,11 +59,6 @@ class ModelInfo:
         return replace(self, preprocess=replace(self.preprocess, min_size=int(min_size)))
 
 
-def default_class_names(num_classes: int) -> tuple[str, ...]:
-    """Placeholder names when a weights file carries none (torchvision's plain state dicts)."""
-    return ("__background__", *(f"class_{i}" for i in range(1, num_classes)))
-
-
 class Backend(ABC):
     """Runs one model on pre-processed batches; subclasses load the file in ``__init__``.
 
@@ -91,9 +86,11 @@ class Backend(ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (CUDA); a no-op for CPU backends."""
+        return None
 
     def close(self) -> None:
         """Release sessions, engines and device memory; the backend is unusable afterwards."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Facts for benchmark tables and JSON (library versions, providers, device)."""

@@ -101,7 +101,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             meta = contract.read_metadata(self.session)
         except contract.ContractError as e:
-            raise BackendError(str(e).replace("the ONNX Runtime session's model", str(self.model_path))) from None
+            raise BackendError(
+                str(e).replace("the ONNX Runtime session's model", str(self.model_path))
+            ) from None
         self._contract_info = meta
         self._output_names = [o.name for o in self.session.get_outputs()]
         missing = [n for n in contract.DETECTION_OUTPUTS if n not in self._output_names]
@@ -140,15 +142,21 @@ class OnnxRuntimeBackend(Backend):
         """
         if not reference_ops:
             try:
-                return ort.InferenceSession(str(self.model_path), self._session_options(), providers=self._providers), False
+                return ort.InferenceSession(
+                    str(self.model_path), self._session_options(), providers=self._providers
+                ), False
             except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
                 message = str(e)
                 if reference_ops is False or not (ROI_ALIGN_OP in message or NMS_OP in message):
-                    raise BackendError(f"{self.model_path}: ONNX Runtime cannot load it: {_first_line(message)}") from None
+                    raise BackendError(
+                        f"{self.model_path}: ONNX Runtime cannot load it: {_first_line(message)}"
+                    ) from None
         try:
             from runtime.ort_custom_ops import reference_session
         except ImportError as e:
-            raise BackendUnavailable(f"{self.model_path} has TensorRT plugin nodes; running them here needs {e}") from None
+            raise BackendUnavailable(
+                f"{self.model_path} has TensorRT plugin nodes; running them here needs {e}"
+            ) from None
         log.info("%s has plugin nodes: running them through the CPU reference ops", self.model_path.name)
         try:
             return reference_session(self.model_path, self._session_options(), self._providers), True

@@ -13,8 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo, default_class_names
-from runtime.coco_classes import COCO_PERSON_KEYPOINTS, COCO_TORCHVISION_CLASSES
+from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 
@@ -47,55 +46,30 @@ class TorchBackend(Backend):
                 f"{self.model_path}: the torch backend needs PyTorch and torchvision "
                 f"(pip install 'maskrcnn-deploy[train]'); export the model to ONNX to run it without them"
             ) from e
-        from trainer.checkpoint import CheckpointError, load_checkpoint_file, load_model_weights
-        from trainer.config import ConfigError, config_from_yaml_text, load_config
+        from trainer.checkpoint import CheckpointError
+        from trainer.config import ConfigError
         from trainer.inference import preprocess_params
-        from trainer.model import build_model
+        from trainer.loading import load_trained_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendUnavailable(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+            raise BackendUnavailable(
+                f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu"
+            )
         self._torch = torch
         if threads is not None:  # process-wide in PyTorch: the last torch model opened decides
             torch.set_num_threads(int(threads))
-        has_config = config_file is not None
         try:
-            ckpt = load_checkpoint_file(self.model_path)
-            has_config = has_config or bool(ckpt.get("config"))
-            if config_file is not None:
-                cfg = load_config(config_file, list(opts))
-            elif ckpt.get("config"):
-                cfg = config_from_yaml_text(str(ckpt["config"]))
-                if opts:
-                    cfg.defrost()
-                    from trainer.config import merge_from_list
-
-                    merge_from_list(cfg, list(opts))
-                    cfg.freeze()
-            else:
-                log.info("%s holds no config: using the default (torchvision COCO R-50-FPN)", self.model_path)
-                cfg = load_config(None, list(opts))
-            model = build_model(cfg, train=False)
-            load_model_weights(model, ckpt["model"])
+            loaded = load_trained_model(self.model_path, config_file, opts)
         except (CheckpointError, ConfigError) as e:
-            hint = "" if has_config else " (the file has no config: pass the one it was trained with, --config-file)"
-            raise BackendError(f"{self.model_path}: {e}{hint}") from None
+            raise BackendError(f"{self.model_path}: {e}") from None
+        cfg = loaded.cfg
         self.cfg = cfg
-        self.model = model.eval().to(device)
-        num_classes = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-        names = ckpt.get("class_names") or _default_names(num_classes)
-        if len(names) != num_classes:
-            log.warning("%s: %d class names for %d classes; using placeholders", self.model_path, len(names),
-                        num_classes)  # fmt: skip
-            names = default_class_names(num_classes)
-        keypoint_names = ckpt.get("keypoint_names")
-        if cfg.MODEL.KEYPOINT_ON and not keypoint_names:
-            num_kp = int(cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS)
-            keypoint_names = COCO_PERSON_KEYPOINTS if num_kp == 17 else [f"kp_{i}" for i in range(num_kp)]
+        self.model = loaded.model.to(device)
         self._info = ModelInfo(
-            class_names=tuple(str(n) for n in names),
+            class_names=tuple(loaded.class_names),
             preprocess=preprocess_params(cfg),
             mask_size=2 * int(cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION) if cfg.MODEL.MASK_ON else None,
-            keypoint_names=tuple(keypoint_names) if cfg.MODEL.KEYPOINT_ON else None,
+            keypoint_names=tuple(loaded.keypoint_names) if loaded.keypoint_names else None,
             detections_per_image=int(cfg.TEST.DETECTIONS_PER_IMG),
             precision="fp32",
         )
@@ -129,11 +103,3 @@ class TorchBackend(Backend):
         if self.device.startswith("cuda"):
             d["gpu"] = torch.cuda.get_device_name(self.device)
         return d
-
-
-
-def _default_names(num_classes: int) -> tuple[str, ...]:
-    """COCO's names for torchvision's 91-label COCO weights, placeholders otherwise."""
-    if num_classes == len(COCO_TORCHVISION_CLASSES):
-        return COCO_TORCHVISION_CLASSES
-    return default_class_names(num_classes)

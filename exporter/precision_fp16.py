@@ -1,0 +1,168 @@
+"""FP16: a mixed-precision ONNX model, FP16 in the dense network, FP32 everywhere numbers are large or fragile.
+
+TensorRT 11 has no FP16 builder flag: a strongly typed network runs each layer in the type the ONNX gives it.
+So the precision decision lives here, once, and ONNX Runtime runs the same file on the CPU to measure it.
+What converts is the dense region of ``calibration.precision_regions`` (backbone, FPN, head convolutions and
+matmuls); decoding (``exp`` of deltas times image-sized widths, where FP16's 0.5-1 px steps at 1000 px would
+show), NMS, top-k, softmax and the mask sigmoid keep FP32, as do the inputs and outputs (the contract's
+types). ``keep_fp32`` moves the head outputs or ROI pooling back to FP32; its default was chosen by measuring
+AP (``benchmarks/bench_precision.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from calibration.precision_regions import GraphRegions, find_regions
+from exporter.errors import ExportError
+
+#: what stays FP32 inside the dense region: nothing, or the last layer of every head. ROI pooling always
+#: stays FP32: ONNX RoiAlign gives its boxes the features' type, and FP16 boxes are 0.5 px off at 1000 px.
+KEEP_FP32_CHOICES = ("none", "head_outputs")
+DEFAULT_KEEP_FP32 = "none"
+META_PRECISION = "precision"
+#: inputs that keep their own type whatever the node's precision (shapes, indices, Resize's roi/scales)
+_DATA_INPUTS_ONLY = {"Reshape": 1, "Resize": 1, "Upsample": 1, "Gather": 1, "Flatten": 1}
+
+FLOAT = onnx.TensorProto.FLOAT
+FLOAT16 = onnx.TensorProto.FLOAT16
+
+
+@dataclass
+class Fp16Result:
+    path: Path
+    fp16_nodes: int
+    kept_fp32: list[str]
+    casts: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (
+            f"wrote {self.path} (mixed FP16: {self.fp16_nodes} nodes in FP16, {len(self.kept_fp32)} dense nodes "
+            f"kept FP32, {self.casts} casts, FP32 inputs/outputs, {self.seconds:.1f} s)"
+        )
+
+
+def fp16_nodes(regions: GraphRegions, keep_fp32: str = DEFAULT_KEEP_FP32) -> tuple[set[str], set[str]]:
+    """(FP16, kept FP32) node names of the dense region for a ``keep_fp32`` choice."""
+    if keep_fp32 not in KEEP_FP32_CHOICES:
+        raise ValueError(f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}")
+    kept = set(regions.head_outputs) if keep_fp32 == "head_outputs" else set()
+    return set(regions.dense) - kept, kept
+
+
+def convert_fp16(
+    onnx_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    keep_fp32: str = DEFAULT_KEEP_FP32,
+) -> Fp16Result:
+    """Write the mixed-precision FP16 version of the FP32 model ``onnx_path`` to ``output``."""
+    start = time.perf_counter()
+    src, out = Path(onnx_path), Path(output)
+    try:
+        model = onnx.load(str(src))
+    except Exception as e:  # DecodeError and friends for a file that is not ONNX
+        raise ExportError(f"{src} is not a readable ONNX model: {e}") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get(META_PRECISION, "fp32") != "fp32":
+        raise ExportError(f"{src} is already {props[META_PRECISION]}; convert the FP32 model instead")
+    try:
+        regions = find_regions(model)
+    except ValueError as e:
+        raise ExportError(f"{src}: {e}") from None
+    half, kept = fp16_nodes(regions, keep_fp32)
+    casts = to_mixed_fp16(model, half)
+    props[META_PRECISION] = "fp16"
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    onnx.checker.check_model(model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    return Fp16Result(out, len(half), sorted(kept), casts, time.perf_counter() - start)
+
+
+def to_mixed_fp16(model: onnx.ModelProto, half: set[str]) -> int:
+    """Run the nodes named in ``half`` in FP16, in place; returns the number of Casts inserted.
+
+    Float weights used only by FP16 nodes become FP16; every other float tensor crossing the FP16/FP32
+    border goes through one Cast per direction, so graph inputs, outputs and the glue keep their types.
+    """
+    graph = model.graph
+    float_tensors = _float_tensors(model)
+    weights = {t.name: t for t in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for t in node.input:
+            consumers.setdefault(t, []).append(node)
+    half_outputs = {t for n in graph.node if n.name in half for t in n.output if t in float_tensors}
+    new_nodes: list[onnx.NodeProto] = []
+    cast_of: dict[tuple[str, int], str] = {}
+
+    def cast(tensor: str, to: int) -> str:
+        key = (tensor, to)
+        if key not in cast_of:
+            name = f"{tensor}_to_{'fp16' if to == FLOAT16 else 'fp32'}"
+            cast_of[key] = name
+            new_nodes.append(onnx.helper.make_node("Cast", [tensor], [name], name=f"{name}_cast", to=to))
+        return cast_of[key]
+
+    graph_outputs = {o.name for o in graph.output}
+    result: list[onnx.NodeProto] = []
+    for node in graph.node:
+        new_nodes = []
+        if node.name in half:
+            limit = _DATA_INPUTS_ONLY.get(node.op_type, len(node.input))
+            for i, t in enumerate(node.input[:limit]):
+                if not t or t not in float_tensors or t in half_outputs:
+                    continue
+                w = weights.get(t)
+                if w is not None and all(c.name in half for c in consumers[t]):
+                    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float16), t))
+                    half_outputs.add(t)
+                else:
+                    node.input[i] = cast(t, FLOAT16)
+        else:
+            for i, t in enumerate(node.input):
+                if t in half_outputs:
+                    node.input[i] = cast(t, FLOAT)
+        result.extend(new_nodes)
+        result.append(node)
+    # graph outputs produced in FP16 go back to FP32 under their own name
+    for o in graph_outputs & {t for t in half_outputs if t not in weights}:
+        renamed = f"{o}_fp16"
+        for node in result:
+            node.output[:] = [renamed if t == o else t for t in node.output]
+            node.input[:] = [renamed if t == o else t for t in node.input]
+        result.append(onnx.helper.make_node("Cast", [renamed], [o], name=f"{o}_to_fp32_cast", to=FLOAT))
+        half_outputs.discard(o)
+        half_outputs.add(renamed)
+    del graph.node[:]
+    graph.node.extend(result)
+    for vi in graph.value_info:
+        if vi.name in half_outputs:
+            vi.type.tensor_type.elem_type = FLOAT16
+    return sum(1 for n in result if n.op_type == "Cast" and n.name.endswith("_cast"))
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of the FP32 tensors of the graph (inputs, weights, and values shape inference can type)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    names = {t.name for t in model.graph.initializer if t.data_type == FLOAT}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        if vi.type.tensor_type.elem_type == FLOAT:
+            names.add(vi.name)
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value" and a.t.data_type == FLOAT:
+                    names.update(node.output)
+    return names

@@ -1,0 +1,290 @@
+"""INT8: explicit Q/DQ from calibration on real images, placed where the target's INT8 kernels want them.
+
+TensorRT >= 10 builds INT8 from Q/DQ nodes in a strongly typed network (its calibrators are gone in 11), and
+expects symmetric scales (zero point 0) for weights and activations, per-channel weights and float biases:
+ONNX Runtime's static quantization writes that (``ActivationSymmetric``, ``WeightSymmetric``,
+``QuantizeBias=False``, QInt8) for the ``trt`` flavor. For the ``ort`` flavor (ONNX Runtime's CPU) activations
+are asymmetric UINT8 instead, the only form its x86 kernels fuse (see ``ACTIVATION_SCHEMES``). Either file
+runs on ORT's CPU, so its accuracy is measured here before any GPU is involved.
+
+Only the dense region (``calibration.precision_regions``) is quantized: decoding, NMS and the rest of the glue
+keep FP32. How much of the heads stays FP32 is ``keep_fp32``, chosen by measuring AP
+(``benchmarks/bench_precision.py``). Ranges are calibrated once (not symmetrized), cached, and serve both
+schemes and both flavors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from calibration.cache import CalibrationCache, load_cache, save_cache, tensor_roles
+from calibration.data_reader import FeedsReader
+from calibration.errors import CalibrationError
+from calibration.image_source import CalibrationImages
+from calibration.model_inputs import InputSpec, common_canvas
+from calibration.precision_regions import GraphRegions, find_regions, region_fingerprint
+from runtime.onnx_contract import read_metadata
+from runtime.plugin_ops import DOMAIN
+
+METHODS = ("minmax", "entropy", "percentile")
+#: what stays FP32 inside the dense region: nothing, the last layer of every head, or every layer after ROI
+#: pooling plus the RPN's last layers
+KEEP_FP32_CHOICES = ("none", "head_outputs", "roi_heads")
+DEFAULT_KEEP_FP32 = "head_outputs"
+#: metadata key recording the precision (runtime backends report it; see runtime.backends)
+META_PRECISION = "precision"
+META_CALIBRATION = "calibration"
+META_ACTIVATIONS = "int8_activations"
+#: activation quantization: TensorRT's explicit quantization takes symmetric INT8 only; ONNX Runtime's x86
+#: CPU kernels fuse Conv+ReLU into QLinearConv only with asymmetric UINT8 activations (with symmetric INT8
+#: most convolutions stay FP32 between Q/DQ pairs and the model is barely faster). Weights are symmetric
+#: per-channel INT8 in both.
+ACTIVATION_SCHEMES = ("int8-symmetric", "uint8-asymmetric")
+
+
+def default_activations(flavor: str) -> str:
+    """``trt`` graphs are for TensorRT (symmetric INT8); ``ort`` graphs for ONNX Runtime (UINT8 on the CPU)."""
+    return "int8-symmetric" if flavor == "trt" else "uint8-asymmetric"
+
+
+@dataclass
+class Int8Result:
+    path: Path
+    quantized_nodes: int
+    kept_fp32: list[str]
+    cache_path: Path | None
+    cache_reused: bool
+    seconds: float
+
+    def summary(self) -> str:
+        cache = ""
+        if self.cache_path is not None:
+            cache = f", ranges {'reused from' if self.cache_reused else 'saved to'} {self.cache_path}"
+        return (
+            f"wrote {self.path} (INT8 Q/DQ: {self.quantized_nodes} nodes quantized, "
+            f"{len(self.kept_fp32)} dense nodes kept FP32{cache}, {self.seconds:.1f} s)"
+        )
+
+
+#: data movement in the dense region, left in its input's precision: quantizing it buys nothing, and the same
+#: op types in the glue hold -inf paddings, which the histogram calibrators cannot bin
+NOT_QUANTIZED_OPS = frozenset({"Concat", "Gather", "Reshape", "Flatten", "Identity"})
+#: op types whose tensors are calibrated: every dense tensor is an input or output of one of them (a residual
+#: Add sits between convolutions and ReLUs), and none of them occurs in the glue
+NOT_CALIBRATED_OPS = NOT_QUANTIZED_OPS | {"Add", "Sum"}
+
+
+def nodes_to_quantize(
+    regions: GraphRegions, keep_fp32: str = DEFAULT_KEEP_FP32, op_types: dict[str, str] | None = None
+) -> tuple[set[str], set[str]]:
+    """(quantized, kept FP32) node names of the dense region for a ``keep_fp32`` choice."""
+    if keep_fp32 not in KEEP_FP32_CHOICES:
+        raise ValueError(f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}")
+    kept: set[str] = set()
+    if keep_fp32 in ("head_outputs", "roi_heads"):
+        kept |= regions.head_outputs
+    if keep_fp32 == "roi_heads":
+        kept |= regions.roi_heads
+    moving = {n for n in regions.dense if op_types and op_types.get(n) in NOT_QUANTIZED_OPS}
+    return set(regions.dense) - kept - moving, kept
+
+
+def quantize_int8(
+    onnx_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    images: CalibrationImages | None = None,
+    method: str = "minmax",
+    keep_fp32: str = DEFAULT_KEEP_FP32,
+    activations: str | None = None,
+    cache_path: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> Int8Result:
+    """Calibrate the FP32 ``onnx_path`` (or reuse ``cache_path``'s ranges) and write its Q/DQ model to ``output``.
+
+    ``images`` may be None only when ``cache_path`` holds this model's ranges. A cache computed for another
+    model or method raises :class:`CalibrationError`; a missing cache file is written after calibrating.
+    ``activations`` defaults to the flavor's scheme (:func:`default_activations`).
+    """
+    if method not in METHODS:
+        raise CalibrationError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
+    if keep_fp32 not in KEEP_FP32_CHOICES:
+        raise CalibrationError(
+            f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}"
+        )
+    start = time.perf_counter()
+    src, out = Path(onnx_path), Path(output)
+    spec = InputSpec.from_onnx(src)  # also checks it is a model of ours
+    scheme = activations or default_activations(read_metadata(src).flavor)
+    if scheme not in ACTIVATION_SCHEMES:
+        raise CalibrationError(
+            f"unknown activation scheme {scheme!r}; expected one of {', '.join(ACTIVATION_SCHEMES)}"
+        )
+    model = onnx.load(str(src))
+    precision = {p.key: p.value for p in model.metadata_props}.get(META_PRECISION, "fp32")
+    if precision != "fp32":
+        raise CalibrationError(f"{src} is already {precision}; quantize the FP32 model instead")
+    try:
+        regions = find_regions(model)
+    except ValueError as e:
+        raise CalibrationError(f"{src}: {e}") from None
+    cache_file = Path(cache_path) if cache_path is not None else None
+    fingerprint = region_fingerprint(model, regions.compute)
+    reused = cache_file is not None and cache_file.exists()
+    if reused:
+        assert cache_file is not None
+        cached = load_cache(cache_file, fingerprint, method)
+    else:
+        if any(n.domain == DOMAIN for n in model.graph.node):
+            raise CalibrationError(
+                f"{src} is the trt flavor: its plugin nodes do not run in ONNX Runtime's calibrator. Quantize "
+                "the ort flavor of the same weights first with the same calibration cache; this one then reuses "
+                "its ranges"
+            )
+        if images is None:
+            raise CalibrationError(
+                "INT8 needs calibration images (--calib-images DIR or --calib-dataset NAME)"
+                + (f"; the calibration cache {cache_file} does not exist yet" if cache_file else "")
+            )
+        ranges = calibrate(src, regions, images, spec, method, progress)
+        cached = CalibrationCache(
+            fingerprint, method, images.describe(), ranges, tensor_roles(model, regions.dense)
+        )
+        if cache_file is not None:
+            save_cache(cache_file, cached)
+    quantize, kept = nodes_to_quantize(regions, keep_fp32, {n.name: n.op_type for n in model.graph.node})
+    result_model, quantized = write_qdq(src, model, regions, quantize, cached, scheme)
+    meta = {META_PRECISION: "int8", META_CALIBRATION: f"{method}, {cached.source}", META_ACTIVATIONS: scheme}
+    _copy_metadata(model, result_model, meta)
+    onnx.checker.check_model(result_model)
+    _save_atomic(result_model, out)
+    return Int8Result(out, len(quantized), sorted(kept), cache_file, reused, time.perf_counter() - start)
+
+
+def write_qdq(
+    src: Path,
+    model: onnx.ModelProto,
+    regions: GraphRegions,
+    quantize: set[str],
+    cache: CalibrationCache,
+    scheme: str,
+) -> tuple[onnx.ModelProto, set[str]]:
+    """ONNX Runtime's QDQ quantizer on ``quantize`` with the cached ranges; returns the model and what it quantized."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    symmetric = scheme == "int8-symmetric"
+    by_name = {n.name: n for n in model.graph.node}
+    weights = {t.name for t in model.graph.initializer}
+    ranges = cache.ranges_for(model, regions.dense)
+    quantize = {n for n in quantize if _has_ranges(by_name[n], ranges["data"], weights)}
+    with tempfile.TemporaryDirectory(prefix="mrd-int8-") as tmp:
+        ort_cache, tmp_out = Path(tmp) / "ranges.json", Path(tmp) / "model_int8.onnx"
+        ort_cache.write_text(json.dumps(ranges))
+        quiet = _QuietPreprocessAdvice()
+        logging.getLogger().addFilter(quiet)
+        try:
+            quantize_static(
+                str(src),
+                str(tmp_out),
+                calibration_data_reader=None,  # the ranges come from the cache file
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=sorted({by_name[n].op_type for n in quantize}),
+                nodes_to_quantize=sorted(quantize),
+                per_channel=True,
+                reduce_range=False,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=ORT_METHODS[cache.method](),
+                calibration_cache_path=str(ort_cache),
+                extra_options={
+                    "ActivationSymmetric": symmetric,
+                    "WeightSymmetric": True,
+                    "QuantizeBias": False,  # TensorRT keeps biases in float; an INT32 bias DQ is not supported
+                },
+            )
+        finally:
+            logging.getLogger().removeFilter(quiet)
+        return onnx.load(str(tmp_out)), quantize
+
+
+def calibrate(
+    src: Path, regions: GraphRegions, images: CalibrationImages, spec: InputSpec, method: str, progress: bool
+) -> dict[str, Any]:
+    """Activation ranges of the dense region over ``images``, as ONNX Runtime's cache JSON (not symmetrized).
+
+    Kept apart from quantizing so the ranges are computed once and cached, whatever the scheme or the
+    ``keep_fp32`` choice of later runs.
+    """
+    from onnxruntime.quantization import create_calibrator
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    if method != "minmax" and spec.static_size is None:
+        # the histogram calibrators stack every batch of a tensor: one canvas for all images
+        spec = replace(spec, static_size=common_canvas(images, spec.preprocess))
+    model = onnx.load(str(src), load_external_data=False)
+    by_name = {n.name: n for n in model.graph.node}
+    with tempfile.TemporaryDirectory(prefix="mrd-calib-") as tmp:
+        calibrator = create_calibrator(
+            src,
+            sorted({by_name[n].op_type for n in regions.dense} - NOT_CALIBRATED_OPS),
+            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+            calibrate_method=ORT_METHODS[method](),
+        )
+        calibrator.collect_data(FeedsReader(images, spec, progress))
+        ranges = calibrator.compute_data()
+        save_tensors_data(ranges, Path(tmp) / "ranges.json")
+        return dict(json.loads((Path(tmp) / "ranges.json").read_text()))
+
+
+def _has_ranges(node: onnx.NodeProto, ranges: dict[str, Any], weights: set[str]) -> bool:
+    """Whether every activation of ``node`` was calibrated (ONNX Runtime's quantizer needs them all)."""
+    inputs = node.input[:1] if node.op_type in ("Resize", "Upsample") else node.input
+    activations = [t for t in list(inputs) + list(node.output) if t and t not in weights]
+    return all(t in ranges for t in activations)
+
+
+def _ort_method(name: str) -> Callable[[], Any]:
+    def get() -> Any:
+        from onnxruntime.quantization import CalibrationMethod
+
+        return getattr(CalibrationMethod, name)
+
+    return get
+
+
+#: our method names -> ONNX Runtime's CalibrationMethod (imported lazily, like all of onnxruntime here)
+ORT_METHODS: dict[str, Callable[[], Any]] = {
+    "minmax": _ort_method("MinMax"),
+    "entropy": _ort_method("Entropy"),
+    "percentile": _ort_method("Percentile"),
+}
+
+
+class _QuietPreprocessAdvice(logging.Filter):
+    """ORT logs "consider pre-processing" to the root logger on every call; our graph is already clean."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _copy_metadata(src: onnx.ModelProto, dst: onnx.ModelProto, extra: dict[str, str]) -> None:
+    """The FP32 model's contract metadata, plus what quantization adds (precision, calibration, scheme)."""
+    props = {p.key: p.value for p in src.metadata_props}
+    props.update(extra)
+    del dst.metadata_props[:]
+    onnx.helper.set_model_props(dst, props)
+
+
+def _save_atomic(model: onnx.ModelProto, output: Path) -> None:
+    tmp = output.with_name(output.name + ".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(output)

@@ -1,0 +1,374 @@
+"""ONNX -> TensorRT engine with TensorRT's Python API (>= 10), strongly typed, plus the engine's JSON sidecar.
+
+Strongly typed because TensorRT 11 removed the FP16/INT8 builder flags: the ONNX decides each layer's type
+(FP32, the mixed FP16 of ``exporter.precision_fp16``, the Q/DQ INT8 of ``exporter.quantize_int8``), so the
+precision measured with ONNX Runtime on the CPU is the precision the engine runs. The timing cache is
+reused across builds (rebuilding another precision of one model then takes seconds instead of minutes).
+
+Where TensorRT or a GPU is missing this raises :class:`TensorRTUnavailable`, whose message says what is
+missing and carries the equivalent ``trtexec`` line (``exporter.trtexec``), to run where both exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.errors import ExportError
+from exporter.trtexec import format_command, trtexec_command
+from runtime import onnx_contract as contract
+from runtime.engine_sidecar import (
+    KEY_COMPUTE_CAPABILITY,
+    KEY_GPU,
+    KEY_ONNX_SHA256,
+    KEY_PLUGIN_LIBRARY,
+    KEY_PROFILE,
+    KEY_TENSORRT_VERSION,
+    sidecar_from_metadata,
+    write_sidecar,
+)
+from runtime.plugin_ops import DOMAIN
+
+log = logging.getLogger(__name__)
+
+MIN_TENSORRT_MAJOR = 10
+DEFAULT_WORKSPACE_MIB = 2048
+#: where the plugin library is looked for when it is not built yet, for the printed trtexec line
+PLUGIN_PLACEHOLDER = "build/plugins_cuda/libmrd_trt_plugins.so"
+
+BHW = tuple[int, int, int]
+
+
+class TensorRTUnavailable(ExportError):
+    """TensorRT's Python package or a CUDA GPU is missing here; the message holds the trtexec line to use."""
+
+    def __init__(self, missing: str, trtexec_line: str) -> None:
+        self.missing = missing
+        self.trtexec_line = trtexec_line
+        super().__init__(
+            f"cannot build a TensorRT engine here: {missing}. The ONNX model is written; build the engine on a "
+            f"machine with TensorRT >= {MIN_TENSORRT_MAJOR} and an NVIDIA GPU with:\n  {trtexec_line}"
+        )
+
+
+@dataclass(frozen=True)
+class ProfileShapes:
+    """min/opt/max (batch, height, width) of the ``images`` input; ``image_sizes`` follows the batch."""
+
+    min: BHW
+    opt: BHW
+    max: BHW
+
+    def __post_init__(self) -> None:
+        for axis, name in enumerate(("batch", "height", "width")):
+            lo, mid, hi = self.min[axis], self.opt[axis], self.max[axis]
+            if not 1 <= lo <= mid <= hi:
+                raise ExportError(
+                    f"optimization profile {name}: need 1 <= min <= opt <= max, got {lo}, {mid}, {hi}"
+                )
+
+    def input_shapes(self, which: str) -> dict[str, tuple[int, ...]]:
+        b, h, w = {"min": self.min, "opt": self.opt, "max": self.max}[which]
+        return {contract.INPUT_IMAGES: (b, 3, h, w), contract.INPUT_IMAGE_SIZES: (b, 2)}
+
+    def to_dict(self) -> dict[str, dict[str, list[int]]]:
+        return {
+            name: {k: list(self.input_shapes(k)[name]) for k in ("min", "opt", "max")}
+            for name in contract.INPUT_NAMES
+        }
+
+
+@dataclass
+class EngineBuildResult:
+    engine_path: Path
+    sidecar_path: Path
+    timing_cache: Path | None
+    seconds: float
+    size_bytes: int
+
+    def summary(self) -> str:
+        return (
+            f"wrote {self.engine_path} ({self.size_bytes / 2**20:.1f} MiB, {self.seconds:.0f} s) and "
+            f"{self.sidecar_path.name}" + (f"; timing cache {self.timing_cache}" if self.timing_cache else "")
+        )
+
+
+def parse_bhw(text: str) -> BHW:
+    """``"1x800x1344"`` (batch x height x width) -> (1, 800, 1344), for the CLI's profile arguments."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX,]\s*(\d+)\s*[xX,]\s*(\d+)\s*", text)
+    if not m:
+        raise ExportError(f"expected BATCHxHEIGHTxWIDTH such as 1x800x1344, got {text!r}")
+    b, h, w = (int(g) for g in m.groups())
+    return b, h, w
+
+
+def default_profile(info: contract.ModelInfo, max_batch: int = 1, opt_batch: int = 1) -> ProfileShapes:
+    """Profile covering every image the model's pre-processing can produce, tuned for 4:3 images.
+
+    A static model (fixed size or batch in its metadata) gets exactly its shape on those axes.
+    """
+    pre = info.preprocess
+    div = max(pre.size_divisibility, 1)
+
+    def pad(v: float) -> int:
+        return int(math.ceil(v / div) * div)
+
+    if info.batch is not None:
+        max_batch = opt_batch = info.batch
+    min_batch = info.batch or 1
+    if info.static_size is not None:
+        h, w = info.static_size
+        return ProfileShapes((min_batch, h, w), (opt_batch, h, w), (max_batch, h, w))
+    long_side = pad(pre.max_size)
+    opt_h, opt_w = pad(pre.min_size), pad(min(pre.min_size * 4 / 3, pre.max_size))
+    small = pad(32)
+    return ProfileShapes(
+        (min_batch, small, small), (opt_batch, opt_h, opt_w), (max_batch, long_side, long_side)
+    )
+
+
+def onnx_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def needs_plugins(onnx_path: Path) -> bool:
+    """True for the ``trt`` flavor: its graph has our plugin nodes."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(n.domain == DOMAIN for n in model.graph.node)
+
+
+def equivalent_trtexec(
+    onnx_path: Path,
+    engine_path: Path,
+    profile: ProfileShapes,
+    plugin_library: str | Path | None,
+    timing_cache: Path | None,
+    workspace_mib: int,
+) -> str:
+    return format_command(
+        trtexec_command(
+            onnx_path,
+            engine_path,
+            profile.input_shapes("min"),
+            profile.input_shapes("opt"),
+            profile.input_shapes("max"),
+            plugin_library=plugin_library,
+            timing_cache=timing_cache,
+            workspace_mib=workspace_mib,
+        )
+    )
+
+
+def build_engine(
+    onnx_path: str | os.PathLike[str],
+    engine_path: str | os.PathLike[str],
+    profile: ProfileShapes | None = None,
+    plugin_library: str | os.PathLike[str] | None = None,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    timing_cache: str | os.PathLike[str] | None = None,
+    optimization_level: int | None = None,
+    verbose: bool = False,
+) -> EngineBuildResult:
+    """Build a strongly typed engine from ``onnx_path`` and write it with its JSON sidecar.
+
+    ``profile`` defaults to :func:`default_profile` of the model's metadata. ``plugin_library`` defaults to
+    the built ``libmrd_trt_plugins.so`` when the graph has plugin nodes. ``timing_cache`` is read when it
+    exists and written back after the build.
+    """
+    start = time.perf_counter()
+    src, dst = Path(onnx_path), Path(engine_path)
+    try:
+        info = contract.read_metadata(src)
+    except contract.ContractError as e:
+        raise ExportError(str(e)) from None
+    if profile is None:
+        profile = default_profile(info)
+    check_profile(profile, info)
+    if workspace_mib <= 0:
+        raise ExportError(f"the workspace limit must be positive, got {workspace_mib} MiB")
+    cache = Path(timing_cache) if timing_cache is not None else None
+    plugins = resolve_plugin_library(src, plugin_library)
+    trt_version, gpu_facts, missing = probe_tensorrt()
+    if missing is not None:
+        line = equivalent_trtexec(src, dst, profile, plugins or _placeholder(src), cache, workspace_mib)
+        raise TensorRTUnavailable(missing, line)
+    assert trt_version is not None and gpu_facts is not None
+    if plugins is None and needs_plugins(src):
+        from runtime.plugin_library import PluginLibraryNotFound, trt_plugin_library_path
+
+        try:
+            plugins = trt_plugin_library_path()
+        except PluginLibraryNotFound as e:
+            raise ExportError(f"{src} has plugin nodes (trt flavor): {e}") from None
+    serialized = _build(src, profile, plugins, workspace_mib, cache, optimization_level, verbose)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.write_bytes(serialized)
+    tmp.replace(dst)
+    props = _metadata_props(src)
+    sidecar = write_sidecar(
+        dst,
+        sidecar_from_metadata(
+            props,
+            {
+                KEY_TENSORRT_VERSION: trt_version,
+                KEY_GPU: gpu_facts[0],
+                KEY_COMPUTE_CAPABILITY: gpu_facts[1],
+                KEY_ONNX_SHA256: onnx_sha256(src),
+                KEY_PROFILE: profile.to_dict(),
+                KEY_PLUGIN_LIBRARY: str(plugins) if plugins else None,
+            },
+        ),
+    )
+    return EngineBuildResult(dst, sidecar, cache, time.perf_counter() - start, len(serialized))
+
+
+def check_profile(profile: ProfileShapes, info: contract.ModelInfo) -> None:
+    """A static model accepts only its own shape; say so instead of letting TensorRT fail on it."""
+    for which in ("min", "opt", "max"):
+        b, h, w = getattr(profile, which)
+        if info.static_size is not None and (h, w) != tuple(info.static_size):
+            raise ExportError(
+                f"the model was exported for a fixed {info.static_size[0]}x{info.static_size[1]} input, but the "
+                f"{which} profile asks for {h}x{w}; drop the profile arguments or re-export with a dynamic size"
+            )
+        if info.batch is not None and b != info.batch:
+            raise ExportError(
+                f"the model was exported for a fixed batch of {info.batch}, but the {which} profile asks for {b}"
+            )
+
+
+def resolve_plugin_library(onnx_path: Path, plugin_library: str | os.PathLike[str] | None) -> Path | None:
+    """The given library (which must exist), else the built one if the graph needs plugins and it is built."""
+    if plugin_library is not None:
+        path = Path(plugin_library)
+        if not path.is_file():
+            raise ExportError(f"plugin library {path} not found")
+        return path
+    if not needs_plugins(onnx_path):
+        return None
+    from runtime.plugin_library import PluginLibraryNotFound, trt_plugin_library_path
+
+    try:
+        return trt_plugin_library_path()
+    except PluginLibraryNotFound:
+        return None  # reported by build_engine where TensorRT exists; a placeholder in the trtexec line
+
+
+def _placeholder(onnx_path: Path) -> str | None:
+    return PLUGIN_PLACEHOLDER if needs_plugins(onnx_path) else None
+
+
+def probe_tensorrt() -> tuple[str | None, tuple[str, str] | None, str | None]:
+    """(TensorRT version, (GPU name, compute capability), what is missing or None)."""
+    missing: list[str] = []
+    version: str | None = None
+    try:
+        import tensorrt
+    except ImportError:
+        missing.append(
+            "TensorRT's Python package is not installed (pip install tensorrt, from NVIDIA's package index)"
+        )
+    else:
+        # tensorrt-stubs installs a bare ``tensorrt/`` folder of .pyi files, which imports as an empty
+        # namespace package: the real module has a version
+        found = getattr(tensorrt, "__version__", None)
+        if found is None:
+            missing.append(
+                "TensorRT's Python package is not installed (only its type stubs are; pip install tensorrt, "
+                "from NVIDIA's package index)"
+            )
+        elif int(str(found).split(".")[0]) < MIN_TENSORRT_MAJOR:
+            missing.append(f"TensorRT {found} is older than {MIN_TENSORRT_MAJOR}")
+        else:
+            version = str(found)
+    gpu = _gpu_facts()
+    if gpu is None:
+        missing.append("no CUDA GPU is visible (no NVIDIA driver, or a CPU-only PyTorch)")
+    return version, gpu, "; ".join(missing) if missing else None
+
+
+def _gpu_facts() -> tuple[str, str] | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(0)
+    return torch.cuda.get_device_name(0), f"{major}.{minor}"
+
+
+def _metadata_props(onnx_path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _build(
+    onnx_path: Path,
+    profile: ProfileShapes,
+    plugin_library: Path | None,
+    workspace_mib: int,
+    timing_cache: Path | None,
+    optimization_level: int | None,
+    verbose: bool,
+) -> bytes:
+    """The TensorRT part, typed against tensorrt-stubs (only reached once :func:`probe_tensorrt` found it)."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, "")
+    builder = trt.Builder(logger)
+    if plugin_library is not None:
+        try:
+            builder.get_plugin_registry().load_library(str(plugin_library))
+        except Exception as e:  # TensorRT raises a plain RuntimeError/TypeError for a bad library
+            raise ExportError(f"TensorRT cannot load the plugin library {plugin_library}: {e}") from None
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path}:\n  " + "\n  ".join(errors))
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+    if optimization_level is not None:
+        config.builder_optimization_level = int(optimization_level)
+    opt_profile = builder.create_optimization_profile()
+    shapes = {k: profile.input_shapes(k) for k in ("min", "opt", "max")}
+    for i in range(network.num_inputs):
+        name = network.get_input(i).name
+        if name not in shapes["min"]:
+            raise ExportError(f"{onnx_path} has an input {name!r} outside the ONNX contract")
+        opt_profile.set_shape(
+            name,
+            trt.Dims(list(shapes["min"][name])),
+            trt.Dims(list(shapes["opt"][name])),
+            trt.Dims(list(shapes["max"][name])),
+        )
+    config.add_optimization_profile(opt_profile)
+    old_cache = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+    cache = config.create_timing_cache(old_cache)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        log.warning("timing cache %s does not fit this TensorRT/GPU; building without it", timing_cache)
+    log.info("building the TensorRT engine (strongly typed) from %s ...", onnx_path)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT failed to build an engine from {onnx_path}; its log above says why")
+    if timing_cache is not None:
+        timing_cache.parent.mkdir(parents=True, exist_ok=True)
+        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)

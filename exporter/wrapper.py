@@ -1,0 +1,241 @@
+"""An export-friendly view of a trained torchvision detector, computing its eval detections as a graph.
+
+torchvision's eval forward loops over images in Python, sizes tensors by how many boxes survive, runs one
+NMS over every class with coordinate offsets and pastes masks per detection; traced, that is a slow graph
+whose sizes are frozen at the export example. This module reuses the model's own layers (backbone, RPN
+head, box coder, ROI heads) and re-expresses only the glue for a graph:
+
+- anchors come from the feature maps' shapes in the graph, so H and W are really dynamic;
+- every stage works on the whole batch with fixed-size padded tensors (top-k per level padded with -inf,
+  NMS results padded to ``keep_top_k``); padding is carried as invalid scores, so it never becomes a
+  detection;
+- NMS is one batched node per stage (RPN: classes = FPN levels; box head: classes = object classes);
+- masks stop at per-box M x M probabilities (pasting is ``runtime.postprocess``'s job).
+
+The two detection ops come from ``exporter.standard_ops`` (``ort`` flavor) or ``exporter.plugin_nodes``
+(``trt`` flavor).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import KeypointRCNN, MaskRCNN
+from torchvision.ops.poolers import MultiScaleRoIAlign
+
+from exporter import plugin_nodes, standard_ops
+from exporter.standard_ops import NmsResult
+from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs
+
+#: RPN's and the box head's small-box thresholds, hard-coded in torchvision
+RPN_MIN_BOX_SIZE = 1e-3
+BOX_MIN_BOX_SIZE = 1e-2
+
+
+class DetectionOps(Protocol):
+    def multilevel_roi_align(
+        self, rois: Tensor, features: Sequence[Tensor], attrs: MultiLevelRoiAlignAttrs
+    ) -> Tensor: ...
+
+    def batched_nms(self, boxes: Tensor, scores: Tensor, attrs: BatchedNmsAttrs) -> NmsResult: ...
+
+
+def ops_for_flavor(flavor: str) -> DetectionOps:
+    if flavor == "ort":
+        return standard_ops  # type: ignore[return-value]
+    if flavor == "trt":
+        return plugin_nodes  # type: ignore[return-value]
+    raise ValueError(f"unknown flavor {flavor!r}; expected 'ort' or 'trt'")
+
+
+def _pooler_attrs(pooler: MultiScaleRoIAlign, spatial_scales: Sequence[float]) -> MultiLevelRoiAlignAttrs:
+    size = pooler.output_size
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    return MultiLevelRoiAlignAttrs(
+        output_height=h,
+        output_width=w,
+        sampling_ratio=int(pooler.sampling_ratio),
+        aligned=0,
+        spatial_scales=tuple(float(s) for s in spatial_scales),
+        canonical_box_size=int(getattr(pooler, "canonical_scale", 224)),
+        canonical_level=int(getattr(pooler, "canonical_level", 4)),
+    )
+
+
+def infer_spatial_scales(model: nn.Module, pooler: MultiScaleRoIAlign, size: int = 512) -> list[float]:
+    """Scales of the pooled FPN levels, as torchvision infers them (2^round(log2(feature / image)))."""
+    with torch.no_grad():
+        feats = model.backbone(torch.zeros(1, 3, size, size))
+    return [2.0 ** round(math.log2(feats[name].shape[-2] / size)) for name in pooler.featmap_names]
+
+
+class ExportableDetector(nn.Module):
+    """``forward(images [B,3,H,W], image_sizes [B,2] int64)`` -> the ONNX contract's outputs, in order."""
+
+    def __init__(self, model: nn.Module, flavor: str = "ort") -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.ops = ops_for_flavor(flavor)
+        self.flavor = flavor
+        rpn, heads = model.rpn, model.roi_heads
+        self.has_masks = isinstance(model, MaskRCNN) and heads.has_mask()
+        if isinstance(model, KeypointRCNN):
+            raise NotImplementedError(
+                "exporting Keypoint R-CNN is not implemented yet (its heatmap decoding needs a per-box resize)"
+            )
+        self.box_names = list(heads.box_roi_pool.featmap_names)
+        self.box_attrs = _pooler_attrs(heads.box_roi_pool, infer_spatial_scales(model, heads.box_roi_pool))
+        if self.has_masks:
+            self.mask_names = list(heads.mask_roi_pool.featmap_names)
+            self.mask_attrs = _pooler_attrs(
+                heads.mask_roi_pool, infer_spatial_scales(model, heads.mask_roi_pool)
+            )
+        self.pre_nms_top_n = int(rpn._pre_nms_top_n["testing"])
+        self.post_nms_top_n = int(rpn._post_nms_top_n["testing"])
+        self.rpn_score_thresh = float(rpn.score_thresh)
+        self.rpn_nms = BatchedNmsAttrs(
+            # scores are sigmoid probabilities (>= 0) in the roi's level column and -1 elsewhere
+            score_threshold=-0.5,
+            iou_threshold=float(rpn.nms_thresh),
+            min_box_size=RPN_MIN_BOX_SIZE,
+            pre_nms_top_k=-1,
+            keep_top_k=self.post_nms_top_n,
+            background_class=-1,
+        )
+        self.box_nms = BatchedNmsAttrs(
+            score_threshold=float(heads.score_thresh),
+            iou_threshold=float(heads.nms_thresh),
+            min_box_size=BOX_MIN_BOX_SIZE,
+            pre_nms_top_k=-1,
+            keep_top_k=int(heads.detections_per_img),
+            background_class=0,
+        )
+        for i, base in enumerate(rpn.anchor_generator.cell_anchors):
+            self.register_buffer(f"cell_anchors_{i}", base.to(torch.float32), persistent=False)
+        self.num_rpn_levels = len(rpn.anchor_generator.cell_anchors)
+        self.eval()
+
+    def train(self, mode: bool = True) -> ExportableDetector:
+        """Always eval: torch.onnx.export restores the caller's mode, which would put the model in training."""
+        return super().train(False)
+
+    @property
+    def detections_per_image(self) -> int:
+        return self.box_nms.keep_top_k
+
+    @property
+    def mask_size(self) -> int | None:
+        if not self.has_masks:
+            return None
+        return 2 * self.mask_attrs.output_height  # the mask predictor upsamples 2x
+
+    def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, ...]:
+        features = self.model.backbone(images)
+        feature_list = list(features.values())
+        proposals, proposal_valid = self.proposals(images, image_sizes, feature_list)
+        dets = self.detect(features, proposals, proposal_valid, image_sizes)
+        outputs = [dets.num_detections.to(torch.int64), dets.boxes, dets.scores, dets.classes.to(torch.int64)]
+        if self.has_masks:
+            outputs.append(self.masks(features, dets))
+        return tuple(outputs)
+
+    def anchors(self, images: Tensor, feature: Tensor, level: int) -> Tensor:
+        """[H_l*W_l*A, 4] anchors of one level, ordered (y, x, anchor) like torchvision's generator.
+
+        The stride is ``padded image size // feature size`` as torchvision computes it (not 2^level: the
+        max-pooled level of an 800-row image is 13 rows, stride 61).
+        """
+        base = getattr(self, f"cell_anchors_{level}")
+        image_h, image_w = images.shape[-2], images.shape[-1]
+        grid_h, grid_w = feature.shape[-2], feature.shape[-1]
+        stride_h = image_h // grid_h
+        stride_w = image_w // grid_w
+        shift_x = (torch.arange(grid_w) * stride_w).to(torch.float32)
+        shift_y = (torch.arange(grid_h) * stride_h).to(torch.float32)
+        sy, sx = torch.meshgrid(shift_y, shift_x, indexing="ij")
+        sx, sy = sx.reshape(-1), sy.reshape(-1)
+        shifts = torch.stack((sx, sy, sx, sy), dim=1)
+        return (shifts[:, None, :] + base[None, :, :]).reshape(-1, 4)
+
+    def proposals(self, images: Tensor, image_sizes: Tensor, features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """RPN: per-level top-k, decode, clip, per-level NMS, post-NMS top-n -> ([B, R, 4], valid [B, R])."""
+        rpn = self.model.rpn
+        objectness, deltas = rpn.head(features)
+        neg_inf = float("-inf")
+        boxes_l, logits_l = [], []
+        for level, (obj, delta) in enumerate(zip(objectness, deltas)):
+            batch, num_anchors = obj.shape[0], obj.shape[1]
+            logits = obj.permute(0, 2, 3, 1).reshape(batch, -1)  # (y, x, anchor) order
+            delta = delta.reshape(batch, num_anchors, 4, delta.shape[-2], delta.shape[-1])
+            delta = delta.permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
+            # pad so top-k is valid on levels with fewer anchors than pre_nms_top_n; padding stays -inf
+            padding = torch.full_like(logits[:, :1], neg_inf).expand(-1, self.pre_nms_top_n)
+            padded = torch.cat([logits, padding], dim=1)
+            top, index = padded.topk(self.pre_nms_top_n, dim=1)
+            index = torch.where(top > neg_inf, index, torch.zeros_like(index))
+            anchors = self.anchors(images, obj, level)[index]  # [B, k, 4]
+            delta = delta.gather(1, index[..., None].expand(-1, -1, 4))
+            boxes = rpn.box_coder.decode_single(delta.reshape(-1, 4), anchors.reshape(-1, 4))
+            boxes_l.append(boxes.reshape(batch, -1, 4))
+            logits_l.append(top)
+        boxes = clip_to_images(torch.cat(boxes_l, dim=1), image_sizes)
+        logits = torch.cat(logits_l, dim=1)  # [B, L*k]
+        prob = torch.sigmoid(logits)
+        valid = (logits > neg_inf) & (prob >= self.rpn_score_thresh)
+        # one NMS "class" per level: the roi's probability in its level's column, -1 elsewhere
+        level_of = torch.arange(self.num_rpn_levels).repeat_interleave(self.pre_nms_top_n)
+        onehot = level_of[:, None] == torch.arange(self.num_rpn_levels)[None, :]  # [L*k, L] constant
+        scores = torch.where(onehot[None] & valid[..., None], prob[..., None], -1.0)
+        kept = self.ops.batched_nms(boxes, scores, self.rpn_nms)
+        slot = torch.arange(self.post_nms_top_n)[None, :]
+        return kept.boxes, slot < kept.num_detections.to(torch.int64)[:, None]
+
+    def detect(
+        self, features: dict[str, Tensor], proposals: Tensor, proposal_valid: Tensor, image_sizes: Tensor
+    ) -> NmsResult:
+        """Box head on every proposal, per-class decode and clip, softmax, class-aware NMS, keep K."""
+        heads = self.model.roi_heads
+        batch, num_rois = proposals.shape[0], proposals.shape[1]
+        pooled = self.ops.multilevel_roi_align(
+            proposals, [features[n] for n in self.box_names], self.box_attrs
+        )
+        class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
+        num_classes = class_logits.shape[-1]
+        boxes = heads.box_coder.decode_single(box_regression, proposals.reshape(-1, 4))
+        boxes = clip_to_images(boxes.reshape(batch, -1, 4), image_sizes).reshape(
+            batch, num_rois, num_classes, 4
+        )
+        scores = torch.softmax(class_logits, -1).reshape(batch, num_rois, num_classes)
+        scores = torch.where(proposal_valid[..., None], scores, -1.0)
+        return self.ops.batched_nms(boxes, scores, self.box_nms)
+
+    def masks(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
+        """Mask head on the kept boxes; probabilities of each detection's own class -> [B, K, M, M]."""
+        heads = self.model.roi_heads
+        batch, k = dets.boxes.shape[0], dets.boxes.shape[1]
+        pooled = self.ops.multilevel_roi_align(
+            dets.boxes, [features[n] for n in self.mask_names], self.mask_attrs
+        )
+        logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*K, C, M, M]
+        m = logits.shape[-1]
+        label = dets.classes.to(torch.int64).clamp(min=0).reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
+        probs = torch.sigmoid(logits.gather(1, label)).reshape(batch, k, m, m)
+        valid = dets.classes >= 0
+        return torch.where(valid[..., None, None], probs, torch.zeros_like(probs))
+
+
+def clip_to_images(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Clip [B, N, 4] boxes to each image's own (h, w), as ``clip_boxes_to_image`` does per image."""
+    sizes = image_sizes.to(boxes.dtype)
+    h = sizes[:, 0].reshape(-1, 1)
+    w = sizes[:, 1].reshape(-1, 1)
+    zero = torch.zeros_like(h)
+    x1 = torch.minimum(torch.maximum(boxes[..., 0], zero), w)
+    y1 = torch.minimum(torch.maximum(boxes[..., 1], zero), h)
+    x2 = torch.minimum(torch.maximum(boxes[..., 2], zero), w)
+    y2 = torch.minimum(torch.maximum(boxes[..., 3], zero), h)
+    return torch.stack((x1, y1, x2, y2), dim=-1)

@@ -1,0 +1,506 @@
+"""COCO accuracy of a deployed model against its PyTorch reference: ``python -m runtime.evaluate``.
+
+Both models see the same decoded images and go through the same pre/post-processing, so the AP delta is
+the export's cost alone. AP can hide divergence (swapped or shifted detections that score the same), so
+detections are also matched one to one (``runtime.compare``) and the images where the two disagree most
+are drawn side by side: the first place to look when an export loses accuracy.
+
+Raw outputs (M x M masks) are kept per image and pasted when the evaluation reads them, not stored pasted:
+full-image masks of a few hundred images would take gigabytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from runtime.backends.base import BackendError
+from runtime.coco_eval import CocoTypeResult, evaluate_coco_detailed, format_metrics_table
+from runtime.compare import ComparisonReport, ImageComparison, compare_detections
+from runtime.image_io import ImageReadError, read_image
+from runtime.model_file import UnknownModelType
+from runtime.postprocess import postprocess
+from runtime.predictor import Predictor
+from runtime.structures import Detections, RawDetections
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(ValueError):
+    """A user-facing problem with the evaluation's inputs (data set, annotations, models)."""
+
+
+@dataclass
+class ModelOutputs:
+    """Raw outputs of one model over the evaluated images, with what pasting them needs."""
+
+    name: str  # "reference" or "model": how tables and plots label it
+    path: str
+    backend: str
+    raws: dict[int, RawDetections] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ()
+
+
+@dataclass
+class ImageRecord:
+    image_id: int
+    path: Path
+    resized: tuple[int, int] = (0, 0)  # (h, w) the network saw; equal for both models (checked)
+    original: tuple[int, int] = (0, 0)
+
+
+class LazyDetections(Mapping[int, Detections]):
+    """Image id -> pasted detections, pasted on access (runtime.postprocess) to keep memory flat."""
+
+    def __init__(self, outputs: ModelOutputs, records: Mapping[int, ImageRecord]) -> None:
+        self._outputs = outputs
+        self._records = records
+
+    def __getitem__(self, image_id: int) -> Detections:
+        rec = self._records[image_id]
+        return postprocess(self._outputs.raws[image_id], rec.resized, rec.original, self._outputs.class_names)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._outputs.raws)
+
+    def __len__(self) -> int:
+        return len(self._outputs.raws)
+
+
+@dataclass
+class EvaluationReport:
+    model: ModelOutputs
+    reference: ModelOutputs
+    records: dict[int, ImageRecord]
+    results: dict[str, dict[str, CocoTypeResult]]  # model name -> iou type -> result
+    comparison: ComparisonReport
+    skipped_images: list[str]
+    max_ap_drop: float | None = None  # AP points
+
+    @property
+    def metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        return {name: {t: r.metrics for t, r in per.items()} for name, per in self.results.items()}
+
+    def ap_deltas(self) -> dict[str, float]:
+        """Candidate AP minus reference AP per IoU type, in AP points (x100)."""
+        ref = self.results[self.reference.name]
+        cand = self.results[self.model.name]
+        return {t: 100.0 * (cand[t].metrics["AP"] - ref[t].metrics["AP"]) for t in ref if t in cand}
+
+    def failures(self) -> list[str]:
+        if self.max_ap_drop is None:
+            return []
+        return [
+            f"{t} AP dropped by {-d:.2f} points (allowed {self.max_ap_drop:.2f})"
+            for t, d in self.ap_deltas().items()
+            if -d > self.max_ap_drop + 1e-9
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {"path": self.model.path, "backend": self.model.backend},
+            "reference": {"path": self.reference.path, "backend": self.reference.backend},
+            "num_images": len(self.records),
+            "skipped_images": self.skipped_images,
+            "metrics": self.metrics,
+            "ap_delta_points": self.ap_deltas(),
+            "max_ap_drop": self.max_ap_drop,
+            "passed": not self.failures(),
+            "failures": self.failures(),
+            "comparison": self.comparison.to_dict(),
+        }
+
+
+def resolve_dataset(
+    dataset: str | None, annotations: str | None, images: str | None, root: str = "datasets"
+) -> tuple[Path, Path]:
+    """Annotation file and image folder, from a catalog name (trainer, torch-side) or explicit paths."""
+    if dataset:
+        try:
+            from trainer.datasets import DatasetCatalog, DatasetError
+        except ImportError as e:
+            raise EvaluationError(
+                f"--dataset resolves names through the trainer, which needs PyTorch ({e}); "
+                f"give --annotations A.json --images DIR instead"
+            ) from None
+        try:
+            spec = DatasetCatalog.get(dataset, root=root)
+        except DatasetError as e:
+            raise EvaluationError(str(e)) from None
+        return spec.ann_file, spec.img_dir
+    if not annotations or not images:
+        raise EvaluationError("give --dataset NAME, or both --annotations A.json and --images DIR")
+    if not Path(annotations).is_file():
+        raise EvaluationError(f"annotation file not found: {annotations}")
+    if not Path(images).is_dir():
+        raise EvaluationError(f"image folder not found: {images}")
+    return Path(annotations), Path(images)
+
+
+def load_annotations(ann_file: Path) -> dict[str, Any]:
+    if not ann_file.is_file():
+        raise EvaluationError(f"annotation file not found: {ann_file}")
+    try:
+        data = json.loads(ann_file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EvaluationError(f"{ann_file} is not a readable JSON file: {e}") from None
+    missing = [k for k in ("images", "annotations", "categories") if k not in data]
+    if missing:
+        raise EvaluationError(f"{ann_file} lacks {missing}: is it a COCO instances file?")
+    return data
+
+
+def run_models(
+    model: Predictor,
+    reference: Predictor,
+    dataset: dict[str, Any],
+    img_dir: Path,
+    max_images: int | None = None,
+    progress: bool = True,
+) -> tuple[ModelOutputs, ModelOutputs, dict[int, ImageRecord], list[str]]:
+    """Both models on every readable image (decoded once); unreadable images are named and skipped."""
+    out_m = ModelOutputs(
+        "model", str(model.backend.model_path), model.backend.name, class_names=model.info.class_names
+    )
+    out_r = ModelOutputs(
+        "reference",
+        str(reference.backend.model_path),
+        reference.backend.name,
+        class_names=reference.info.class_names,
+    )
+    records: dict[int, ImageRecord] = {}
+    skipped: list[str] = []
+    infos = sorted(dataset["images"], key=lambda im: int(im["id"]))
+    if max_images is not None:
+        infos = infos[:max_images]
+    for info in tqdm(infos, desc="evaluate", unit="img", disable=not progress):
+        path = img_dir / info["file_name"]
+        try:
+            image = read_image(path)
+        except ImageReadError as e:
+            log.warning("skipping image %s", e)
+            skipped.append(str(e))
+            continue
+        image_id = int(info["id"])
+        ref = reference.run([image], paste_masks=False)
+        cand = model.run([image], paste_masks=False)
+        rec = ImageRecord(image_id, path, tuple(ref.batch.image_sizes[0].tolist()), image.shape[:2])  # type: ignore[arg-type]
+        if tuple(cand.batch.image_sizes[0].tolist()) != rec.resized:
+            # Different input sizes: raw boxes live in different pixels; map the candidate's to the reference's.
+            cand.raw[0] = _rescale_raw(cand.raw[0], tuple(cand.batch.image_sizes[0].tolist()), rec.resized)
+        out_r.raws[image_id], out_m.raws[image_id] = ref.raw[0], cand.raw[0]
+        records[image_id] = rec
+    return out_m, out_r, records, skipped
+
+
+def _rescale_raw(raw: RawDetections, from_hw: tuple[int, ...], to_hw: tuple[int, int]) -> RawDetections:
+    from runtime.box_ops import scale_boxes, scale_keypoints
+
+    return RawDetections(
+        boxes=scale_boxes(raw.boxes, (from_hw[0], from_hw[1]), to_hw),
+        scores=raw.scores,
+        labels=raw.labels,
+        masks=raw.masks,
+        keypoints=None
+        if raw.keypoints is None
+        else scale_keypoints(raw.keypoints, (from_hw[0], from_hw[1]), to_hw),
+    )
+
+
+def evaluate_against_reference(
+    model: Predictor,
+    reference: Predictor,
+    ann_file: Path,
+    img_dir: Path,
+    max_images: int | None = None,
+    iou_threshold: float = 0.5,
+    coco_backend: str = "pycocotools",
+    max_ap_drop: float | None = None,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Run both models, score both with COCO, and match their detections image by image."""
+    dataset = load_annotations(ann_file)
+    if not dataset["images"]:
+        raise EvaluationError(f"{ann_file} lists no images")
+    if model.info.preprocess != reference.info.preprocess:
+        log.warning(
+            "the models pre-process differently (%s vs reference %s): the AP delta includes that difference",
+            model.info.preprocess, reference.info.preprocess,
+        )  # fmt: skip
+    if model.info.num_classes != reference.info.num_classes:
+        raise EvaluationError(
+            f"the model has {model.info.num_classes} classes but the reference has {reference.info.num_classes}: "
+            f"not an export of these weights"
+        )
+    out_m, out_r, records, skipped = run_models(model, reference, dataset, img_dir, max_images, progress)
+    if not records:
+        raise EvaluationError(f"none of the images in {img_dir} could be read ({len(skipped)} skipped)")
+    iou_types = ["bbox"]
+    if reference.info.mask_size is not None:
+        iou_types.append("segm")
+    if reference.info.keypoint_names is not None:
+        iou_types.append("keypoints")
+    results = {}
+    for out in (out_r, out_m):
+        results[out.name] = evaluate_coco_detailed(
+            dataset, LazyDetections(out, records), iou_types, coco_backend
+        )
+    ids = list(records)
+    comparison = compare_detections(
+        [out_r.raws[i] for i in ids], [out_m.raws[i] for i in ids], iou_threshold,
+        [records[i].path.name for i in ids],
+    )  # fmt: skip
+    return EvaluationReport(out_m, out_r, records, results, comparison, skipped, max_ap_drop)
+
+
+def disagreement(im: ImageComparison) -> float:
+    """How much two runs differ on one image: unmatched detections weighted by their scores, plus drift."""
+    unmatched = sum(s for _, s in im.unmatched_reference) + sum(s for _, s in im.unmatched_candidate)
+    drift = im.max_score_diff + min(im.max_box_diff / 10.0, 1.0)
+    if im.num_matched:
+        drift += 1.0 - im.min_iou
+    return unmatched + drift
+
+
+def format_report(report: EvaluationReport, worst: int = 5) -> str:
+    lines = [
+        f"model:     {report.model.path} ({report.model.backend})",
+        f"reference: {report.reference.path} ({report.reference.backend})",
+        f"images:    {len(report.records)}",
+        "",
+        format_metrics_table(report.metrics, reference=report.reference.name),
+        "",
+    ]
+    c = report.comparison
+    d = c.to_dict()
+    lines.append(
+        f"detection matching (same label, IoU >= {c.iou_threshold}): {c.num_matched} matched; "
+        f"{c.matched_reference:.1%} of {c.num_reference} reference, {c.matched_candidate:.1%} of "
+        f"{c.num_candidate} model detections"
+    )
+    lines.append(
+        "max differences of matched detections: "
+        + ", ".join(
+            f"{k} {_fmt(d[key])}"
+            for k, key in (
+                ("box px", "max_box_diff"),
+                ("score", "max_score_diff"),
+                ("mask", "max_mask_diff"),
+                ("keypoint px", "max_keypoint_diff"),
+            )  # fmt: skip
+        )
+    )
+    ranked = sorted(c.images, key=disagreement, reverse=True)[:worst]
+    ranked = [im for im in ranked if disagreement(im) > 0]
+    if ranked:
+        lines += ["", f"images where the two disagree most (top {len(ranked)}):"]
+        lines.append(ComparisonReport(ranked, c.iou_threshold).format_table().rsplit("\n", 1)[0])
+    if report.skipped_images:
+        lines += [
+            "",
+            f"{len(report.skipped_images)} unreadable image(s) skipped:",
+            *report.skipped_images[:10],
+        ]
+    deltas = ", ".join(f"{t} {v:+.2f}" for t, v in report.ap_deltas().items())
+    lines += ["", f"AP delta (model - reference, points): {deltas}"]
+    failures = report.failures()
+    if report.max_ap_drop is not None:
+        lines.append(
+            "FAILED: " + "; ".join(failures) if failures else f"PASSED (max AP drop {report.max_ap_drop})"
+        )
+    return "\n".join(lines)
+
+
+def plot_precision_recall(report: EvaluationReport, path: str | os.PathLike[str]) -> None:
+    """Precision-recall curves of both models per IoU type, at IoU 0.5 and averaged over 0.5:0.95."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    types = list(report.results[report.reference.name])
+    fig, axes = plt.subplots(1, len(types), figsize=(5 * len(types), 4.2), squeeze=False)
+    for ax, iou_type in zip(axes[0], types):
+        for out, color in ((report.reference, "#1f77b4"), (report.model, "#d62728")):
+            r = report.results[out.name].get(iou_type)
+            if r is None:
+                continue
+            label = f"{out.name}: {Path(out.path).name} ({out.backend})"
+            at50 = _mean_precision(r, iou_index=_iou_index(r, 0.5))
+            mean = _mean_precision(r, iou_index=None)
+            ax.plot(
+                r.recall_thresholds,
+                at50,
+                color=color,
+                label=f"{label}, IoU .50, AP50 {100 * r.metrics['AP50']:.1f}",
+            )
+            ax.plot(
+                r.recall_thresholds,
+                mean,
+                color=color,
+                ls="--",
+                label=f"{label}, IoU .50:.95, AP {100 * r.metrics['AP']:.1f}",
+            )
+        ax.set(title=iou_type, xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(f"{len(report.records)} images; all areas, up to 100 detections", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _iou_index(r: CocoTypeResult, iou: float) -> int:
+    return int(np.argmin(np.abs(r.iou_thresholds - iou)))
+
+
+def _mean_precision(r: CocoTypeResult, iou_index: int | None) -> np.ndarray:
+    """Precision per recall point, averaged over categories (and IoUs) that have ground truth."""
+    p = r.precision[:, :, :, 0, -1]  # [T, R, K], all areas, max detections
+    if iou_index is not None:
+        p = p[iou_index : iou_index + 1]
+    p = np.where(p < 0, np.nan, p)
+    with np.errstate(invalid="ignore"), _quiet_nan_warnings():
+        mean = np.nanmean(p, axis=(0, 2))
+    return np.nan_to_num(mean, nan=0.0)
+
+
+class _quiet_nan_warnings:
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)  # type: ignore[arg-type]
+
+
+def save_disagreements(
+    report: EvaluationReport, path: str | os.PathLike[str], count: int = 4, score_threshold: float = 0.5
+) -> int:
+    """A picture of the ``count`` images where the models disagree most, reference left, model right.
+
+    Returns how many images it shows (0 writes nothing: the models agree everywhere).
+    """
+    import cv2
+
+    from runtime.draw import draw_detections, side_by_side
+
+    ids = list(report.records)
+    ranked = sorted(zip(report.comparison.images, ids), key=lambda p: disagreement(p[0]), reverse=True)
+    ranked = [(im, i) for im, i in ranked[:count] if disagreement(im) > 0]
+    if not ranked:
+        return 0
+    rows = []
+    for im, image_id in ranked:
+        rec = report.records[image_id]
+        image = read_image(rec.path)
+        panels = []
+        for out in (report.reference, report.model):
+            det = LazyDetections(out, report.records)[image_id].above(score_threshold)
+            panels.append(draw_detections(image, det))
+        # Short titles: side_by_side does not wrap, and data set images can be 200 px wide.
+        titles = (f"{rec.path.name} reference", f"model: {im.num_matched}/{im.num_candidate} matched")
+        rows.append(side_by_side(panels[0], panels[1], titles))
+    width = max(r.shape[1] for r in rows)
+    padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    if not cv2.imwrite(str(path), np.vstack(padded)):
+        raise OSError(f"could not write {path}")
+    return len(rows)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m runtime.evaluate",
+        description="COCO AP of a model (.onnx, .engine, .pth) and its difference to the PyTorch reference.",
+    )
+    p.add_argument("--model", required=True, help="the model to check")
+    p.add_argument("--reference", required=True, help="the PyTorch weights it came from (.pth)")
+    p.add_argument("--backend", help="backend for --model (default: from the file extension)")
+    data = p.add_argument_group("data (a catalog name, or explicit files)")
+    data.add_argument("--dataset", help="data set name from the trainer's catalog, e.g. shapes_val")
+    data.add_argument(
+        "--datasets-root", default="datasets", help="root of catalog data sets (default: datasets)"
+    )
+    data.add_argument("--annotations", help="COCO annotation JSON")
+    data.add_argument("--images", help="folder holding the annotation file's images")
+    p.add_argument("--max-images", type=int, help="evaluate only the first N images")
+    p.add_argument(
+        "--max-ap-drop", type=float, help="exit 1 if bbox/segm/keypoint AP drops by more (AP points, 0-100)"
+    )
+    p.add_argument(
+        "--config-file", help="config of a .pth --model: needed for plain state dicts; overrides its own"
+    )
+    p.add_argument("--reference-config-file", help="config of --reference when it is a plain state dict")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int)
+    p.add_argument(
+        "--iou-threshold", type=float, default=0.5, help="IoU for matching detections (default 0.5)"
+    )
+    p.add_argument("--coco-backend", default="pycocotools", choices=("pycocotools", "faster_coco_eval"))
+    p.add_argument("--json", help="write metrics, deltas and matching to this JSON file")
+    p.add_argument("--plot", help="write a precision-recall plot (PNG)")
+    p.add_argument(
+        "--disagreements", help="write side-by-side pictures of the most different images (PNG/JPG)"
+    )
+    p.add_argument("--num-disagreements", type=int, default=4)
+    p.add_argument("--vis-threshold", type=float, default=0.5, help="score threshold of the pictures")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        ann_file, img_dir = resolve_dataset(args.dataset, args.annotations, args.images, args.datasets_root)
+        common = {
+            "confidence_threshold": 0.0,
+            "device": args.device,
+            "threads": args.threads,
+            "strict_options": False,
+        }
+        reference = Predictor(
+            args.reference, backend="torch", config_file=args.reference_config_file, **common
+        )
+        model = Predictor(args.model, backend=args.backend, config_file=args.config_file, **common)
+        report = evaluate_against_reference(
+            model, reference, ann_file, img_dir, args.max_images, args.iou_threshold, args.coco_backend,
+            args.max_ap_drop, not args.no_progress,
+        )  # fmt: skip
+    except (EvaluationError, BackendError, UnknownModelType, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_precision_recall(report, args.plot)
+        print(f"wrote {args.plot}")
+    if args.disagreements:
+        n = save_disagreements(report, args.disagreements, args.num_disagreements, args.vis_threshold)
+        print(
+            f"wrote {args.disagreements} ({n} images)" if n else "no disagreements to draw: the models agree"
+        )
+    return 1 if report.failures() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""User mistakes get one clear message (ExportError / CLI exit 1 or 2), never a deep traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.errors import ExportError
+from exporter.onnx_export import MIN_OPSET, export_onnx
+from tests.exporter_helpers import SHAPES_CONFIG, save_shapes_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_shapes_checkpoint(tmp_path_factory.mktemp("ckpt") / "shapes.pth")
+
+
+def test_unknown_flavor(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown flavor 'tensorrt'.*ort, trt"):
+        export_onnx(checkpoint, tmp_path / "m.onnx", flavor="tensorrt", progress=False)
+
+
+def test_opset_below_minimum(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=f"opset 11 is below the minimum {MIN_OPSET}"):
+        export_onnx(checkpoint, tmp_path / "m.onnx", opset=11, progress=False)
+
+
+def test_unknown_opset(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown opset 99"):
+        export_onnx(checkpoint, tmp_path / "m.onnx", opset=99, progress=False)
+
+
+def test_output_directory_missing(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="does not exist"):
+        export_onnx(checkpoint, tmp_path / "nope" / "m.onnx", progress=False)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_output_directory_not_writable(checkpoint: Path, tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(ExportError, match="not writable"):
+            export_onnx(checkpoint, ro / "m.onnx", progress=False)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_output_is_a_directory(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="is a directory"):
+        export_onnx(checkpoint, tmp_path, progress=False)
+
+
+def test_config_and_checkpoint_mismatch(checkpoint: Path, tmp_path: Path) -> None:
+    # the R-50-FPN default config against R-18 shapes weights
+    with pytest.raises(ExportError, match="don't fit this config's model"):
+        export_onnx(
+            checkpoint, tmp_path / "m.onnx", opts=["MODEL.BACKBONE.CONV_BODY", "R-50-FPN"], progress=False
+        )
+
+
+def test_class_count_mismatch(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="NUM_CLASSES"):
+        export_onnx(
+            checkpoint,
+            tmp_path / "m.onnx",
+            SHAPES_CONFIG,
+            ["MODEL.ROI_HEADS.NUM_CLASSES", "9"],
+            progress=False,
+        )
+
+
+def test_static_size_not_divisible(checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="not a multiple of DATALOADER.SIZE_DIVISIBILITY 32.*try 320x320"):
+        export_onnx(checkpoint, tmp_path / "m.onnx", static_size=(300, 310), progress=False)
+
+
+def test_missing_weights(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="weights file not found"):
+        export_onnx(tmp_path / "missing.pth", tmp_path / "m.onnx", progress=False)
+
+
+def test_cli_prints_one_error_line(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["--weights", str(checkpoint), "--output", str(tmp_path / "m.onnx"), "--opset", "12", "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: opset 12 is below the minimum") and "Traceback" not in err
+
+
+def test_cli_unknown_config_key(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "--weights",
+            str(checkpoint),
+            "--output",
+            str(tmp_path / "m.onnx"),
+            "--quiet",
+            "SOLVER.BASE_LRR",
+            "1",
+        ]
+    )
+    assert code == 1
+    assert "unknown config key 'SOLVER.BASE_LRR'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [["--to", "tensorrt"], ["--fp16"], ["--int8"]])
+def test_cli_later_issue_options(flag: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--weights", "w.pth", "--output", str(tmp_path / "m.onnx"), *flag])
+    assert exit_info.value.code == 2
+    assert "not implemented yet (issue 6)" in capsys.readouterr().err
+
+
+def test_cli_bad_static_size(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--weights", "w.pth", "--output", str(tmp_path / "m.onnx"), "--static-size", "big"])
+    assert "expected HxW" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""The `ort` flavor of the shapes model: exact parity with PyTorch, dynamic shapes, a clean graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from exporter.onnx_export import export_onnx
+from exporter.surgery import initializer_inputs
+from exporter.verify import verify_export
+from runtime import onnx_contract as contract
+from tests.exporter_helpers import SHAPES_CLASSES, save_shapes_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_shapes_checkpoint(tmp_path_factory.mktemp("ckpt") / "shapes.pth")
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "simplified"])
+def exported(request: pytest.FixtureRequest, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    # no --config-file: the checkpoint's saved config is used
+    return export_onnx(checkpoint, out, flavor="ort", simplify=request.param, progress=False)
+
+
+def test_matches_pytorch_on_shrunk_enlarged_and_batched_images(exported, checkpoint: Path) -> None:
+    from exporter.model_loading import load_model
+
+    model = load_model(None, checkpoint).model
+    # 5 generated images: 2 shrunk, 2 enlarged, 1 near-blank; batches of 2, 2 and 1
+    result = verify_export(exported.path, model, 5, progress=False, raise_on_failure=False)
+    report = result.report
+    assert result.failures == []
+    assert report.num_reference == report.num_matched == 5 * 30
+    assert report.worst("max_box_diff")[0] <= 0.05
+    assert report.worst("max_score_diff")[0] <= 1e-4
+    assert len(set(result.image_sizes)) >= 3  # really dynamic: several input sizes ran through one model
+    assert result.load_warnings == []
+
+
+def test_graph_is_clean_and_self_describing(exported) -> None:
+    model = onnx.load(str(exported.path))
+    onnx.checker.check_model(model, full_check=True)
+    assert initializer_inputs(model) == []
+    assert [i.name for i in model.graph.input] == list(contract.INPUT_NAMES)
+    assert [o.name for o in model.graph.output] == [*contract.DETECTION_OUTPUTS, contract.OUTPUT_MASKS]
+    assert all(not n.domain for n in model.graph.node)  # standard ops only
+    assert {"NonMaxSuppression", "RoiAlign", "TopK"} <= {n.op_type for n in model.graph.node}
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    info = contract.read_metadata(exported.path)
+    assert info.class_names == SHAPES_CLASSES
+    assert info.flavor == "ort" and info.opset == 17
+    assert info.mask_size == 28 and info.detections_per_image == 30
+    assert info.preprocess.min_size == 192 and info.preprocess.max_size == 320
+    assert "ROI_HEADS" in info.config_yaml
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props[contract.META_CLASS_NAMES]) == SHAPES_CLASSES
+
+
+def test_padding_never_leaks(exported) -> None:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    images = rng.standard_normal((2, 3, 192, 256)).astype(np.float32)
+    images[1, :, 96:, :] = 0.0  # second image smaller, zero padded like preprocess does
+    sizes = np.array([[192, 256], [96, 256]], np.int64)
+    names = [o.name for o in sess.get_outputs()]
+    out = dict(zip(names, sess.run(names, {"images": images, "image_sizes": sizes})))
+    for b, n in enumerate(out["num_detections"]):
+        assert np.all(out["labels"][b, n:] == contract.PADDING_LABEL)
+        assert np.all(out["scores"][b, n:] == 0) and np.all(out["boxes"][b, n:] == 0)
+        assert np.all(out["labels"][b, :n] >= 1)
+        # boxes stay inside each image's own (unpadded) size
+        assert out["boxes"][b, :n, 3].max(initial=0) <= sizes[b, 0] + 1e-3
+
+
+def test_divergence_is_reported_by_output_name(exported, checkpoint: Path) -> None:
+    import torch
+
+    from exporter.errors import VerificationError
+    from exporter.model_loading import load_model
+
+    model = load_model(None, checkpoint).model
+    with torch.no_grad():
+        model.roi_heads.box_predictor.cls_score.bias[1] += 0.02  # scores move by ~2e-3, boxes not at all
+    with pytest.raises(VerificationError, match="scores: max difference"):
+        verify_export(exported.path, model, 1, progress=False)

@@ -1,0 +1,112 @@
+"""INT8 Q/DQ: symmetric per-channel weights, symmetric INT8 activations, glue left FP32, runs under ORT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from calibration.image_source import calibration_images
+from calibration.precision_regions import find_regions
+from exporter.quantize_int8 import quantize_int8
+from runtime.image_io import read_image
+from runtime.onnx_contract import read_metadata
+from runtime.preprocess import preprocess
+from tests.precision_models import HEAD_NODE, PARAMS, export_tiny_model, run, write_images
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("int8")
+    write_images(root / "images", 10)
+    return {"root": root, "model": export_tiny_model(root / "tiny.onnx"), "images": root / "images"}
+
+
+def _inputs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Two images like the calibration ones (the ranges only hold for data like what calibrated them)."""
+    batch = preprocess([read_image(p) for p in sorted(folder.glob("*.png"))[:2]], PARAMS)
+    return batch.images, batch.image_sizes
+
+
+def test_regions_of_the_tiny_model(setup: dict[str, Path]) -> None:
+    regions = find_regions(onnx.load(str(setup["model"])))
+    assert regions.head_outputs == {HEAD_NODE}
+    assert len(regions.compute) == 3  # the three convolutions; Exp/Mul/Sigmoid are glue
+
+
+@pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
+def test_qdq_model_is_symmetric_per_channel_and_runs(setup: dict[str, Path], method: str) -> None:
+    out = setup["root"] / f"tiny_int8_{method}.onnx"
+    images = calibration_images(setup["images"], count=8)
+    result = quantize_int8(
+        setup["model"],
+        out,
+        images,
+        method=method,
+        keep_fp32="none",
+        activations="int8-symmetric",
+        progress=False,
+    )
+    model = onnx.load(str(out))
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    weights = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2:
+            zero_point = numpy_helper.to_array(weights[node.input[2]])
+            assert zero_point.dtype == np.int8 and not zero_point.any()  # symmetric INT8, what TensorRT takes
+    conv_weights = [
+        numpy_helper.to_array(t) for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert any(w.ndim == 4 and w.shape[0] == 8 for w in conv_weights)  # INT8 conv weights
+    scales = [
+        numpy_helper.to_array(weights[n.input[1]])
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+    ]
+    assert any(s.shape == (8,) for s in scales)  # per output channel
+    consumers_of_dq = {i for n in model.graph.node for i in n.input if i.endswith("DequantizeLinear_Output")}
+    exp = next(n for n in model.graph.node if n.op_type == "Exp")
+    assert exp.input[0] not in consumers_of_dq  # decoding stays FP32
+    assert [i.type.tensor_type.elem_type for i in model.graph.output] == [onnx.TensorProto.FLOAT] * 2
+    assert read_metadata(out).extra["precision"] == "int8"
+    boxes, scores = run(out, *_inputs(setup["images"]))
+    ref_boxes, ref_scores = run(setup["model"], *_inputs(setup["images"]))
+    np.testing.assert_allclose(boxes, ref_boxes, rtol=0.05)
+    np.testing.assert_allclose(scores, ref_scores, atol=0.05)
+    assert result.quantized_nodes > 0 and not result.cache_reused
+
+
+def test_keep_head_outputs_fp32(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "tiny_int8_heads.onnx"
+    images = calibration_images(setup["images"], count=8)
+    result = quantize_int8(setup["model"], out, images, keep_fp32="head_outputs", progress=False)
+    assert result.kept_fp32 == [HEAD_NODE]
+    model = onnx.load(str(out))
+    head = next(n for n in model.graph.node if n.name == HEAD_NODE)
+    weights = {t.name: t for t in model.graph.initializer}
+    assert weights[head.input[1]].data_type == onnx.TensorProto.FLOAT  # its weight is not quantized
+
+
+def test_ort_flavor_defaults_to_uint8_activations_for_the_cpu(setup: dict[str, Path]) -> None:
+    out = setup["root"] / "tiny_int8_cpu.onnx"
+    quantize_int8(setup["model"], out, calibration_images(setup["images"], count=8), progress=False)
+    model = onnx.load(str(out))
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    zero_points = [weights[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert zero_points and all(z.dtype == np.uint8 for z in zero_points)  # activations: asymmetric UINT8
+    weight_dq = [
+        weights[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    ]
+    assert weight_dq and all(w.dtype == np.int8 for w in weight_dq)  # weights: symmetric INT8 either way
+    assert read_metadata(out).extra["int8_activations"] == "uint8-asymmetric"
+    boxes, _ = run(out, *_inputs(setup["images"]))
+    ref_boxes, _ = run(setup["model"], *_inputs(setup["images"]))
+    np.testing.assert_allclose(boxes, ref_boxes, rtol=0.05)

@@ -1,0 +1,51 @@
+"""`python -m runtime.bench`: alternating timing, the table, JSON and plot, and going on past a bad model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from runtime.bench import main
+from tests.runtime_fixtures import save_random_shapes_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_shapes_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def test_bench_prints_table_json_and_plot(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    missing = tmp_path / "missing.onnx"
+    rc = main([
+        "--model", str(checkpoint), "--model", str(missing), "--model", str(checkpoint),
+        "--synthetic", "2", "--size", "96", "--warmup", "1", "--iters", "3", "--threads", "1",
+        "--json", str(out_json), "--plot", str(out_png), "--no-progress",
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 1  # one model failed; the others were still timed
+    for column in ("backend", "precision", "load s", "pre ms", "infer ms", "post ms", "p50 ms", "p90 ms",
+                   "p99 ms", "img/s", "ratio"):  # fmt: skip
+        assert column in printed
+    assert "CPU:" in printed and "torch 2." in printed and "onnxruntime" in printed
+    assert "FAILED" in printed and "missing.onnx: model file not found" in printed
+
+    report = json.loads(out_json.read_text())
+    ok = [m for m in report["models"] if m["error"] is None]
+    assert len(ok) == 2 and [len(m["total"]) for m in ok] == [3, 3]
+    assert ok[0]["ratio_to_first"] == 1.0 and ok[0]["backend"] == "torch"
+    s = ok[1]["summary"]
+    assert 0 < s["pre_ms"] and 0 < s["infer_ms"] and s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"]
+    assert ok[1]["detections_per_image"] > 0  # threshold 0: every detection is pasted
+    assert report["settings"]["size"] == 96
+    assert out_png.stat().st_size > 0
+
+
+def test_bench_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--model", "m.pth", "--images", str(tmp_path), "--no-progress"]) == 2
+    assert "no image files" in capsys.readouterr().err
+    assert main(["--model", "m.pth", "--synthetic", "1", "--iters", "0", "--no-progress"]) == 2

@@ -1,0 +1,105 @@
+"""`python -m runtime.evaluate`: AP of both models and their delta, matching, the --max-ap-drop gate, pictures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.backends.base import Backend, ModelInfo
+from runtime.evaluate import EvaluationError, evaluate_against_reference, main, resolve_dataset
+from runtime.predictor import Predictor
+from runtime.preprocess import PreprocessedBatch
+from runtime.structures import RawDetections
+from tests.runtime_fixtures import save_random_shapes_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_shapes_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def _split(tiny_shapes: dict[str, str]) -> tuple[Path, Path]:
+    ann, _, img = tiny_shapes["val"].partition(".json:")
+    return Path(ann + ".json"), Path(img)
+
+
+def test_torch_against_itself_has_zero_delta(
+    checkpoint: Path, tiny_shapes: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ann, images = _split(tiny_shapes)
+    out = {k: tmp_path / f"out.{k}" for k in ("json", "png")}
+    rc = main([
+        "--model", str(checkpoint), "--reference", str(checkpoint), "--annotations", str(ann), "--images",
+        str(images), "--max-ap-drop", "0.1", "--json", str(out["json"]), "--plot", str(out["png"]),
+        "--threads", "1", "--no-progress",
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "delta vs reference" in printed and "PASSED" in printed
+    report = json.loads(out["json"].read_text())
+    assert report["ap_delta_points"] == {"bbox": 0.0, "segm": 0.0}
+    assert report["passed"] and report["num_images"] == 4
+    comparison = report["comparison"]
+    assert comparison["matched_reference"] == 1.0 and comparison["num_reference"] > 0
+    assert comparison["max_box_diff"] == 0.0 and comparison["max_mask_diff"] == 0.0
+    assert out["png"].stat().st_size > 0
+
+
+class OracleBackend(Backend):
+    """Returns each image's ground-truth boxes: AP 100 for bbox, a reference a random model falls short of."""
+
+    name = "oracle"
+
+    def __init__(self, ann_file: Path, info: ModelInfo) -> None:
+        super().__init__(ann_file)
+        data = json.loads(ann_file.read_text())
+        self._boxes = {im["id"]: [] for im in data["images"]}
+        for a in data["annotations"]:
+            x, y, w, h = a["bbox"]
+            self._boxes[a["image_id"]].append((x, y, x + w, y + h, a["category_id"]))
+        self._order = sorted(self._boxes)  # the evaluation's image order
+        self._info = ModelInfo(class_names=info.class_names, preprocess=info.preprocess)
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:
+        (resized, original) = batch.image_sizes[0], batch.original_sizes[0]
+        gt = np.asarray(self._boxes[self._order.pop(0)], np.float32).reshape(-1, 5)
+        scale = np.tile(resized[::-1] / original[::-1], 2).astype(np.float32)
+        return [RawDetections(gt[:, :4] * scale, np.ones(len(gt), np.float32), gt[:, 4].astype(np.int64))]
+
+
+def test_ap_drop_beyond_the_bound_fails(
+    checkpoint: Path, tiny_shapes: dict[str, str], tmp_path: Path
+) -> None:
+    ann, images = _split(tiny_shapes)
+    model = Predictor(checkpoint, confidence_threshold=0.0, threads=1)
+    reference = Predictor(OracleBackend(ann, model.info), confidence_threshold=0.0)
+    report = evaluate_against_reference(model, reference, ann, images, max_ap_drop=1.0, progress=False)
+    assert report.metrics["reference"]["bbox"]["AP"] == pytest.approx(1.0)
+    assert list(report.ap_deltas()) == ["bbox"]  # the reference has no masks: segm is not compared
+    assert report.ap_deltas()["bbox"] < -50
+    assert report.failures() and "bbox AP dropped" in report.failures()[0]
+
+    from runtime.evaluate import save_disagreements
+
+    picture = tmp_path / "disagree.png"
+    assert save_disagreements(report, picture, count=2, score_threshold=0.2) == 2
+    assert picture.stat().st_size > 0
+
+
+def test_bad_data_arguments_are_clear(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(EvaluationError, match="--annotations"):
+        resolve_dataset(None, None, None)
+    with pytest.raises(EvaluationError, match="unknown data set"):
+        resolve_dataset("cocoo_2017_val", None, None, root=str(tmp_path))
+    rc = main(["--model", str(checkpoint), "--reference", str(checkpoint), "--annotations",
+               str(tmp_path / "none.json"), "--images", str(tmp_path), "--no-progress"])  # fmt: skip
+    assert rc == 2 and "annotation file not found" in capsys.readouterr().err
