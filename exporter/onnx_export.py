@@ -122,6 +122,8 @@ def output_names(wrapper: ExportableDetector) -> list[str]:
     names = list(contract.DETECTION_OUTPUTS)
     if wrapper.has_masks:
         names.append(contract.OUTPUT_MASKS)
+    if wrapper.has_keypoints:
+        names.append(contract.OUTPUT_KEYPOINT_HEATMAPS)
     return names
 
 
@@ -176,6 +178,7 @@ def model_info(loaded: LoadedModel, wrapper: ExportableDetector, flavor: str, op
         detections_per_image=wrapper.detections_per_image,
         config_yaml=loaded.cfg.dump(),
         mask_size=wrapper.mask_size,
+        keypoint_names=loaded.keypoint_names if wrapper.has_keypoints else None,
         static_size=static_size,
         batch=batch,
         extra={
@@ -189,12 +192,14 @@ def declare_output_shapes(model: onnx.ModelProto, wrapper: ExportableDetector, b
     """Write the contract's output shapes: ONNX shape inference can't see through the plugin nodes."""
     k = wrapper.detections_per_image
     m = wrapper.mask_size
+    s = wrapper.heatmap_size or 0
     dims: dict[str, list[int | str]] = {
         contract.OUTPUT_NUM_DETECTIONS: [],
         contract.OUTPUT_BOXES: [k, 4],
         contract.OUTPUT_SCORES: [k],
         contract.OUTPUT_LABELS: [k],
         contract.OUTPUT_MASKS: [k, m or 0, m or 0],
+        contract.OUTPUT_KEYPOINT_HEATMAPS: [k, wrapper.num_keypoints or 0, s, s],
     }
     for output in model.graph.output:
         shape = output.type.tensor_type.shape

@@ -5,8 +5,9 @@ So the precision decision lives here, once, and ONNX Runtime runs the same file 
 What converts is the dense region of ``calibration.precision_regions`` (backbone, FPN, head convolutions and
 matmuls); decoding (``exp`` of deltas times image-sized widths, where FP16's 0.5-1 px steps at 1000 px would
 show), NMS, top-k, softmax and the mask sigmoid keep FP32, as do the inputs and outputs (the contract's
-types). ``keep_fp32`` moves the head outputs or ROI pooling back to FP32; its default was chosen by measuring
-AP (``benchmarks/bench_precision.py``).
+types), and ROI pooling (ONNX RoiAlign gives its boxes the features' type). ``keep_fp32="head_outputs"``
+also keeps the last layer of each head in FP32; the default was chosen by measuring AP
+(``benchmarks/bench_precision.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from exporter.errors import ExportError
 #: stays FP32: ONNX RoiAlign gives its boxes the features' type, and FP16 boxes are 0.5 px off at 1000 px.
 KEEP_FP32_CHOICES = ("none", "head_outputs")
 DEFAULT_KEEP_FP32 = "none"
+#: metadata key of the precision ("fp32" when absent); the runtime's backends report it
 META_PRECISION = "precision"
 #: inputs that keep their own type whatever the node's precision (shapes, indices, Resize's roi/scales)
 _DATA_INPUTS_ONLY = {"Reshape": 1, "Resize": 1, "Upsample": 1, "Gather": 1, "Flatten": 1}

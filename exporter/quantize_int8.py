@@ -25,7 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from calibration.cache import CalibrationCache, load_cache, save_cache, tensor_roles
 from calibration.data_reader import FeedsReader
@@ -33,6 +35,7 @@ from calibration.errors import CalibrationError
 from calibration.image_source import CalibrationImages
 from calibration.model_inputs import InputSpec, common_canvas
 from calibration.precision_regions import GraphRegions, find_regions, region_fingerprint
+from exporter.precision_fp16 import META_PRECISION
 from runtime.onnx_contract import read_metadata
 from runtime.plugin_ops import DOMAIN
 
@@ -41,8 +44,6 @@ METHODS = ("minmax", "entropy", "percentile")
 #: pooling plus the RPN's last layers
 KEEP_FP32_CHOICES = ("none", "head_outputs", "roi_heads")
 DEFAULT_KEEP_FP32 = "head_outputs"
-#: metadata key recording the precision (runtime backends report it; see runtime.backends)
-META_PRECISION = "precision"
 META_CALIBRATION = "calibration"
 META_ACTIVATIONS = "int8_activations"
 #: activation quantization: TensorRT's explicit quantization takes symmetric INT8 only; ONNX Runtime's x86
@@ -188,6 +189,17 @@ def write_qdq(
     quantize = {n for n in quantize if _has_ranges(by_name[n], ranges["data"], weights)}
     with tempfile.TemporaryDirectory(prefix="mrd-int8-") as tmp:
         ort_cache, tmp_out = Path(tmp) / "ranges.json", Path(tmp) / "model_int8.onnx"
+        if (
+            not symmetric
+        ):  # ONNX Runtime's CPU: make the mask upsampling quantizable (TensorRT has INT8 deconv)
+            rewritten = onnx.ModelProto()
+            rewritten.CopyFrom(model)
+            aliases = convtranspose_as_conv(rewritten, quantize)
+            if aliases:
+                for new, old in aliases.items():
+                    ranges["data"][new] = ranges["data"][old]
+                src = Path(tmp) / "rewritten.onnx"
+                onnx.save(rewritten, str(src))
         ort_cache.write_text(json.dumps(ranges))
         quiet = _QuietPreprocessAdvice()
         logging.getLogger().addFilter(quiet)
@@ -243,6 +255,61 @@ def calibrate(
         ranges = calibrator.compute_data()
         save_tensors_data(ranges, Path(tmp) / "ranges.json")
         return dict(json.loads((Path(tmp) / "ranges.json").read_text()))
+
+
+def convtranspose_as_conv(model: onnx.ModelProto, names: set[str]) -> dict[str, str]:
+    """Rewrite each named 2x2/stride-2 ConvTranspose as a 1x1 Conv + DepthToSpace, in place (exact).
+
+    ONNX Runtime's CPU has no quantized ConvTranspose, so the mask predictor's upsampling would run in
+    FP32 between a DQ and a Q; as a 1x1 convolution to 4x the channels followed by a pixel shuffle
+    (``out[c, 2i+a, 2j+b] = conv[4c + 2a + b, i, j]``, DepthToSpace CRD) it becomes a QLinearConv.
+    Returns {new intermediate tensor: original output}: the same values, so the same range.
+    """
+    weights = {t.name: t for t in model.graph.initializer}
+    aliases: dict[str, str] = {}
+    nodes: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        rewritable = (
+            node.name in names
+            and node.op_type == "ConvTranspose"
+            and list(attrs.get("kernel_shape", [])) == [2, 2]
+            and list(attrs.get("strides", [])) == [2, 2]
+            and not any(attrs.get("pads", [0, 0, 0, 0]))
+            and list(attrs.get("dilations", [1, 1])) == [1, 1]
+            and attrs.get("group", 1) == 1
+            and not attrs.get("output_padding")
+            and not attrs.get("output_shape")
+            and node.input[1] in weights
+        )
+        if not rewritable:
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]])  # [C_in, C_out, 2, 2]
+        c_in, c_out = w.shape[:2]
+        conv_w = w.transpose(1, 2, 3, 0).reshape(c_out * 4, c_in, 1, 1)  # row 4c + 2a + b
+        inputs = [node.input[0], f"{node.name}_as_conv_weight"]
+        model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(conv_w), inputs[1]))
+        if len(node.input) > 2 and node.input[2] in weights:
+            bias = np.repeat(numpy_helper.to_array(weights[node.input[2]]), 4)
+            inputs.append(f"{node.name}_as_conv_bias")
+            model.graph.initializer.append(numpy_helper.from_array(bias, inputs[2]))
+        shuffled = f"{node.output[0]}_before_depth_to_space"
+        nodes.append(onnx.helper.make_node("Conv", inputs, [shuffled], name=node.name, kernel_shape=[1, 1]))
+        nodes.append(
+            onnx.helper.make_node(
+                "DepthToSpace",
+                [shuffled],
+                [node.output[0]],
+                name=f"{node.name}_depth_to_space",
+                blocksize=2,
+                mode="CRD",
+            )
+        )
+        aliases[shuffled] = node.output[0]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return aliases
 
 
 def _has_ranges(node: onnx.NodeProto, ranges: dict[str, Any], weights: set[str]) -> bool:

@@ -30,7 +30,9 @@ from runtime.structures import RawDetections
 from trainer.inference import raw_forward_batch
 
 #: "the export is exact": float32 rounding only. Masks get 1e-2: a random-init R-50 mask head amplifies
-#: 1e-5 feature differences to ~4e-3 in probability (pasting thresholds at 0.5)
+#: 1e-5 feature differences to ~4e-3 in probability (pasting thresholds at 0.5). Keypoints get the box
+#: tolerance: both sides decode their heatmaps with ``runtime.postprocess.heatmaps_to_keypoints``, so the
+#: argmax pixel is the same and a keypoint moves only with its box
 EXPORT_TOLERANCES = Tolerances(box=0.05, score=1e-4, mask=1e-2, keypoint=0.05)
 
 

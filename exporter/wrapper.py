@@ -10,7 +10,10 @@ head, box coder, ROI heads) and re-expresses only the glue for a graph:
   NMS results padded to ``keep_top_k``); padding is carried as invalid scores, so it never becomes a
   detection;
 - NMS is one batched node per stage (RPN: classes = FPN levels; box head: classes = object classes);
-- masks stop at per-box M x M probabilities (pasting is ``runtime.postprocess``'s job).
+- masks stop at per-box M x M probabilities (pasting is ``runtime.postprocess``'s job), and keypoints at
+  per-box NK x S x S heatmap logits: torchvision decodes them by resizing each heatmap to its box's size,
+  a data-dependent shape no fixed grid reproduces exactly, so ``runtime.postprocess.heatmaps_to_keypoints``
+  decodes them on the host for every backend (PyTorch included).
 
 The two detection ops come from ``exporter.standard_ops`` (``ort`` flavor) or ``exporter.plugin_nodes``
 (``trt`` flavor).
@@ -83,16 +86,18 @@ class ExportableDetector(nn.Module):
         self.flavor = flavor
         rpn, heads = model.rpn, model.roi_heads
         self.has_masks = isinstance(model, MaskRCNN) and heads.has_mask()
-        if isinstance(model, KeypointRCNN):
-            raise NotImplementedError(
-                "exporting Keypoint R-CNN is not implemented yet (its heatmap decoding needs a per-box resize)"
-            )
+        self.has_keypoints = isinstance(model, KeypointRCNN) and heads.has_keypoint()
         self.box_names = list(heads.box_roi_pool.featmap_names)
         self.box_attrs = _pooler_attrs(heads.box_roi_pool, infer_spatial_scales(model, heads.box_roi_pool))
         if self.has_masks:
             self.mask_names = list(heads.mask_roi_pool.featmap_names)
             self.mask_attrs = _pooler_attrs(
                 heads.mask_roi_pool, infer_spatial_scales(model, heads.mask_roi_pool)
+            )
+        if self.has_keypoints:
+            self.keypoint_feature_names = list(heads.keypoint_roi_pool.featmap_names)
+            self.keypoint_attrs = _pooler_attrs(
+                heads.keypoint_roi_pool, infer_spatial_scales(model, heads.keypoint_roi_pool)
             )
         self.pre_nms_top_n = int(rpn._pre_nms_top_n["testing"])
         self.post_nms_top_n = int(rpn._post_nms_top_n["testing"])
@@ -133,6 +138,19 @@ class ExportableDetector(nn.Module):
             return None
         return 2 * self.mask_attrs.output_height  # the mask predictor upsamples 2x
 
+    @property
+    def num_keypoints(self) -> int | None:
+        if not self.has_keypoints:
+            return None
+        return int(self.model.roi_heads.keypoint_predictor.kps_score_lowres.out_channels)
+
+    @property
+    def heatmap_size(self) -> int | None:
+        if not self.has_keypoints:
+            return None
+        # the predictor's stride-2 transposed conv, then its ``up_scale`` interpolation
+        return 2 * int(self.model.roi_heads.keypoint_predictor.up_scale) * self.keypoint_attrs.output_height
+
     def forward(self, images: Tensor, image_sizes: Tensor) -> tuple[Tensor, ...]:
         features = self.model.backbone(images)
         feature_list = list(features.values())
@@ -141,6 +159,8 @@ class ExportableDetector(nn.Module):
         outputs = [dets.num_detections.to(torch.int64), dets.boxes, dets.scores, dets.classes.to(torch.int64)]
         if self.has_masks:
             outputs.append(self.masks(features, dets))
+        if self.has_keypoints:
+            outputs.append(self.keypoint_heatmaps(features, dets))
         return tuple(outputs)
 
     def anchors(self, images: Tensor, feature: Tensor, level: int) -> Tensor:
@@ -226,6 +246,18 @@ class ExportableDetector(nn.Module):
         probs = torch.sigmoid(logits.gather(1, label)).reshape(batch, k, m, m)
         valid = dets.classes >= 0
         return torch.where(valid[..., None, None], probs, torch.zeros_like(probs))
+
+    def keypoint_heatmaps(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
+        """Keypoint head on the kept boxes -> logits [B, K, NK, S, S], 0 in padding (decoded on the host)."""
+        heads = self.model.roi_heads
+        batch, k = dets.boxes.shape[0], dets.boxes.shape[1]
+        pooled = self.ops.multilevel_roi_align(
+            dets.boxes, [features[n] for n in self.keypoint_feature_names], self.keypoint_attrs
+        )
+        logits = heads.keypoint_predictor(heads.keypoint_head(pooled))  # [B*K, NK, S, S]
+        logits = logits.reshape(batch, k, logits.shape[1], logits.shape[2], logits.shape[3])
+        valid = dets.classes >= 0
+        return torch.where(valid[..., None, None, None], logits, torch.zeros_like(logits))
 
 
 def clip_to_images(boxes: Tensor, image_sizes: Tensor) -> Tensor:

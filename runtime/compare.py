@@ -293,7 +293,7 @@ def _max_diff(
         return None
     if len(r) == 0:
         return 0.0
-    if name == "keypoints":  # positions only: keypoint scores are logits on another scale
+    if name == "keypoints":  # positions only: keypoint scores are unbounded heatmap logits
         return float(np.abs(ref[r, :, :2].astype(np.float64) - cand[c, :, :2]).max())
     return float(np.abs(ref[r].astype(np.float64) - cand[c]).max())
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.postprocess import heatmaps_to_keypoints
 from runtime.preprocess import PreprocessParams
 from runtime.structures import RawDetections
 
@@ -26,7 +27,10 @@ OUTPUT_BOXES = "boxes"  # float32 [B, K, 4], x1 y1 x2 y2 in network-input pixels
 OUTPUT_SCORES = "scores"  # float32 [B, K], descending; padding 0
 OUTPUT_LABELS = "labels"  # int64 [B, K], 1-based class ids; padding -1
 OUTPUT_MASKS = "masks"  # float32 [B, K, M, M] mask probabilities (Mask R-CNN only); padding 0
-OUTPUT_KEYPOINTS = "keypoints"  # float32 [B, K, NK, 3] (x, y, score) (Keypoint R-CNN only)
+#: float32 [B, K, NK, S, S] keypoint logits per box (Keypoint R-CNN only); padding 0. The graph stops here
+#: (decoding resizes each heatmap to its box: data-dependent shapes); ``outputs_to_raw`` decodes them into
+#: RawDetections.keypoints [N, NK, 3] (x, y, score) in network-input pixels with runtime.postprocess
+OUTPUT_KEYPOINT_HEATMAPS = "keypoint_heatmaps"
 DETECTION_OUTPUTS: tuple[str, ...] = (OUTPUT_NUM_DETECTIONS, OUTPUT_BOXES, OUTPUT_SCORES, OUTPUT_LABELS)
 
 #: label value of the padding slots past ``num_detections``
@@ -159,7 +163,7 @@ def read_metadata(model: str | Path | Any) -> ModelInfo:
 
 
 def outputs_to_raw(outputs: Mapping[str, np.ndarray]) -> list[RawDetections]:
-    """Contract outputs of one batch -> per-image :class:`RawDetections`, padding removed."""
+    """Contract outputs of one batch -> per-image :class:`RawDetections`, padding removed, keypoints decoded."""
     missing = [k for k in DETECTION_OUTPUTS if k not in outputs]
     if missing:
         raise ContractError(f"model outputs lack {', '.join(missing)}; got {', '.join(outputs)}")
@@ -168,7 +172,7 @@ def outputs_to_raw(outputs: Mapping[str, np.ndarray]) -> list[RawDetections]:
     scores = np.asarray(outputs[OUTPUT_SCORES])
     labels = np.asarray(outputs[OUTPUT_LABELS])
     masks = outputs.get(OUTPUT_MASKS)
-    keypoints = outputs.get(OUTPUT_KEYPOINTS)
+    heatmaps = outputs.get(OUTPUT_KEYPOINT_HEATMAPS)
     capacity = boxes.shape[1]
     if num.max(initial=0) > capacity or num.min(initial=0) < 0:
         raise ContractError(f"num_detections {num.tolist()} outside [0, {capacity}]")
@@ -180,7 +184,7 @@ def outputs_to_raw(outputs: Mapping[str, np.ndarray]) -> list[RawDetections]:
                 scores=scores[b, :n].astype(np.float32, copy=False),
                 labels=labels[b, :n].astype(np.int64, copy=False),
                 masks=None if masks is None else np.asarray(masks[b, :n], np.float32),
-                keypoints=None if keypoints is None else np.asarray(keypoints[b, :n], np.float32),
+                keypoints=None if heatmaps is None else heatmaps_to_keypoints(heatmaps[b, :n], boxes[b, :n]),
             )
         )
     return result

@@ -1,9 +1,10 @@
-"""The one host-side post-processing: undo the resize and paste M x M mask probabilities into the image.
+"""The one host-side post-processing: paste mask probabilities, decode keypoint heatmaps, undo the resize.
 
-Exported graphs stop at per-box mask probabilities because pasting in the graph is a per-detection loop
-(a traced paste cost 3 s); here it is a numpy loop that touches only each box's visible pixels, and it
-reproduces torchvision's ``paste_masks_in_image`` (same box expansion and int64 truncation, same bilinear
-weights) so PyTorch, ONNX Runtime and TensorRT results are pasted identically.
+Exported graphs stop at per-box mask probabilities and keypoint heatmaps because both finish with a resize
+to each box's own size (data-dependent shapes: a traced paste loop cost 3 s, and TensorRT has no per-box
+resize). Here they are numpy loops that reproduce torchvision exactly: ``paste_masks_in_image`` (same box
+expansion and int64 truncation, same bilinear weights) and ``heatmaps_to_keypoints`` (same bicubic resize to
+the box, same argmax), so PyTorch, ONNX Runtime and TensorRT results are finished identically.
 """
 
 from __future__ import annotations
@@ -56,6 +57,77 @@ def paste_masks(
         src = padded[i]
         cols = src[:, c0] * cw0 + src[:, c1] * cw1
         out[i, y0:y1, x0:x1] = cols[r0] * rw0[:, None] + cols[r1] * rw1[:, None]
+    return out
+
+
+def cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices [n_out, 4] and float32 weights [n_out, 4] of torch's bicubic resize (A = -0.75).
+
+    Half-pixel source coordinates (not clamped at 0, as torch does for cubic), taps clamped to the border,
+    weights from torch's cubic convolution polynomials in float32.
+    """
+    f32 = np.float32
+    scale = f32(n_in) / f32(n_out)
+    dst = np.arange(n_out, dtype=np.float32) + f32(0.5)
+    src = (np.float64(scale) * dst - 0.5).astype(np.float32)  # one rounding, like torch's fused multiply-add
+    index = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    t = np.clip(src - index.astype(np.float32), f32(0.0), f32(1.0))
+    a = f32(-0.75)
+
+    def near(x: np.ndarray) -> np.ndarray:  # |x| <= 1
+        return ((a + f32(2)) * x - (a + f32(3))) * x * x + f32(1)
+
+    def far(x: np.ndarray) -> np.ndarray:  # 1 < |x| < 2
+        return ((a * x - f32(5) * a) * x + f32(8) * a) * x - f32(4) * a
+
+    t1 = f32(1.0) - t
+    weights = np.stack([far(t + f32(1.0)), near(t), near(t1), far(t1 + f32(1.0))], axis=1)
+    taps = np.clip(index[:, None] + np.arange(-1, 3)[None, :], 0, n_in - 1)
+    return taps, weights.astype(np.float32)
+
+
+def _interpolate_axis(values: np.ndarray, taps: np.ndarray, weights: np.ndarray, axis: int) -> np.ndarray:
+    """Σ_j w_j · values[taps_j] along ``axis`` (float32, taps summed in torch's order)."""
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    acc = np.take(values, taps[:, 0], axis=axis) * weights[:, 0].reshape(shape)
+    for j in range(1, taps.shape[1]):
+        acc += np.take(values, taps[:, j], axis=axis) * weights[:, j].reshape(shape)
+    return acc
+
+
+def heatmaps_to_keypoints(heatmaps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Keypoint heatmaps [N, NK, S, S] (logits) of boxes [N, 4] -> [N, NK, 3] (x, y, score), as torchvision.
+
+    torchvision's ``heatmaps_to_keypoints``: each heatmap is resized (bicubic) to ceil(box width) x
+    ceil(box height) pixels, the argmax pixel's center maps back into the box, and the score is the
+    resized logit there. Coordinates are the boxes' (network-input pixels). Positions equal torchvision's
+    and scores agree to ~1e-6 (float32 rounding order); every backend, the PyTorch one included, decodes
+    its heatmaps here, so backends are compared on identical decoding.
+    """
+    heatmaps = np.asarray(heatmaps, np.float32)
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if heatmaps.ndim != 4 or heatmaps.shape[0] != boxes.shape[0]:
+        raise ValueError(f"heatmaps must be [N, NK, S, S] for {len(boxes)} boxes, got shape {heatmaps.shape}")
+    n, num_kp, src_h, src_w = heatmaps.shape
+    out = np.zeros((n, num_kp, 3), np.float32)
+    widths = np.maximum(boxes[:, 2] - boxes[:, 0], np.float32(1.0))
+    heights = np.maximum(boxes[:, 3] - boxes[:, 1], np.float32(1.0))
+    kp = np.arange(num_kp)
+    for i in range(n):
+        out_w, out_h = int(np.ceil(widths[i])), int(np.ceil(heights[i]))
+        x_taps, x_weights = cubic_taps(src_w, out_w)
+        y_taps, y_weights = cubic_taps(src_h, out_h)
+        # torch sums the 4 x taps of each source row, then the 4 rows: the same order here
+        rows = _interpolate_axis(heatmaps[i], x_taps, x_weights, axis=2)  # [NK, S, out_w]
+        resized = _interpolate_axis(rows, y_taps, y_weights, axis=1)  # [NK, out_h, out_w]
+        pos = resized.reshape(num_kp, -1).argmax(axis=1)  # first maximum, like torch.argmax
+        y_int, x_int = np.divmod(pos, out_w)
+        x_scale = widths[i] / np.float32(out_w)
+        y_scale = heights[i] / np.float32(out_h)
+        out[i, :, 0] = (x_int.astype(np.float32) + np.float32(0.5)) * x_scale + boxes[i, 0]
+        out[i, :, 1] = (y_int.astype(np.float32) + np.float32(0.5)) * y_scale + boxes[i, 1]
+        out[i, :, 2] = resized[kp, y_int, x_int]
     return out
 
 

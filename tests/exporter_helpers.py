@@ -18,6 +18,9 @@ SHAPES_CONFIG = REPO / "configs" / "shapes_mask_rcnn_R_18_FPN.yaml"
 #: small inputs keep every export and verification in seconds
 SHAPES_OPTS = ["MODEL.ROI_HEADS.SCORE_THRESH", "0.01", "INPUT.MIN_SIZE_TEST", "192", "INPUT.MAX_SIZE_TEST", "320",
                "TEST.DETECTIONS_PER_IMG", "30"]  # fmt: skip
+#: the shapes config as a Keypoint R-CNN: the shapes data has 4 keypoints per object; a narrow keypoint head
+KEYPOINT_OPTS = ["MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "True", "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "4",
+                 "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", "(64, 64)"]  # fmt: skip
 SHAPES_CLASSES = ["__background__", "square", "circle", "triangle", "star", "ring"]
 
 
@@ -30,8 +33,8 @@ def save_shapes_checkpoint(path: Path, opts: list[str] | None = None) -> Path:
     return path
 
 
-def save_r50_state_dict(path: Path) -> Path:
+def save_r50_state_dict(path: Path, seed: int = 0) -> Path:
     """A plain torchvision-style state dict of a seeded random-init R-50-FPN Mask R-CNN."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     torch.save(build_model(load_config(None, [])).state_dict(), path)
     return path

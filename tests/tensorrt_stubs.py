@@ -82,6 +82,10 @@ ignore_missing_imports = True
 # the generated stubs have errors of their own (a ``bool`` that shadows the builtin, an undefined
 # ``capsule``); report ours only
 ignore_errors = True
+
+[mypy-torch,torch.*,torchvision,torchvision.*]
+# not what this checks, and analyzing them takes a minute
+follow_imports = skip
 """
 
 

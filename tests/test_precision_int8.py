@@ -110,3 +110,36 @@ def test_ort_flavor_defaults_to_uint8_activations_for_the_cpu(setup: dict[str, P
     boxes, _ = run(out, *_inputs(setup["images"]))
     ref_boxes, _ = run(setup["model"], *_inputs(setup["images"]))
     np.testing.assert_allclose(boxes, ref_boxes, rtol=0.05)
+
+
+def test_convtranspose_rewrite_for_the_cpu_is_exact(tmp_path: Path) -> None:
+    """The mask predictor's 2x2 stride-2 ConvTranspose as 1x1 Conv + DepthToSpace gives the same numbers."""
+    import torch
+
+    from exporter.quantize_int8 import convtranspose_as_conv
+
+    torch.manual_seed(0)
+    path = tmp_path / "deconv.onnx"
+    torch.onnx.export(
+        torch.nn.ConvTranspose2d(5, 3, 2, stride=2).eval(),
+        (torch.rand(2, 5, 7, 6),),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        opset_version=17,
+        dynamo=False,
+    )
+    model = onnx.load(str(path))
+    name = model.graph.node[0].name
+    aliases = convtranspose_as_conv(model, {name})
+    assert list(aliases.values()) == ["y"] and [n.op_type for n in model.graph.node] == [
+        "Conv",
+        "DepthToSpace",
+    ]
+    onnx.checker.check_model(model)
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 6)).astype(np.float32)
+    ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

@@ -28,7 +28,7 @@ def predictor(checkpoint: Path) -> Predictor:
 def test_torch_backend_reads_config_and_classes_from_the_checkpoint(predictor: Predictor) -> None:
     info = predictor.backend.info
     assert predictor.backend.name == "torch" and predictor.backend.precision == "fp32"
-    assert info.class_names == ("__background__", "circle", "square", "triangle", "star", "hexagon")
+    assert info.class_names == ("__background__", "circle", "square", "triangle", "star", "cross")
     assert info.mask_size == 28 and info.detections_per_image == 20
     assert (info.preprocess.min_size, info.preprocess.max_size) == (128, 192)
 

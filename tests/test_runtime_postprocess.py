@@ -85,3 +85,40 @@ def test_postprocess_matches_torchvision_transform() -> None:
     kept = postprocess(raw, resized, original, score_threshold=0.5)
     assert len(kept) == int((scores >= 0.5).sum()) and np.all(kept.scores >= 0.5)
     assert kept.masks.shape == (len(kept), *original)
+
+
+def test_heatmaps_to_keypoints_matches_torchvision() -> None:
+    from runtime.postprocess import heatmaps_to_keypoints
+
+    rng = np.random.default_rng(5)
+    boxes = _random_boxes(rng, 40, 300, 400)
+    boxes[:3, 2:] = boxes[:3, :2] + 0.4  # sub-pixel boxes: torchvision clamps their size to 1
+    heatmaps = rng.normal(0, 2, (len(boxes), 5, 56, 56)).astype(np.float32)
+    ours = heatmaps_to_keypoints(heatmaps, boxes)
+    xy, scores = roi_heads.heatmaps_to_keypoints(torch.from_numpy(heatmaps), torch.from_numpy(boxes))
+    assert ours.shape == (40, 5, 3)
+    np.testing.assert_array_equal(ours[..., :2], xy[..., :2].numpy())  # the same argmax pixel, exactly
+    np.testing.assert_allclose(ours[..., 2], scores.numpy(), atol=2e-5, rtol=0)  # float32 rounding order
+    assert heatmaps_to_keypoints(np.zeros((0, 5, 56, 56)), np.zeros((0, 4))).shape == (0, 5, 3)
+    with pytest.raises(ValueError, match="heatmaps must be"):
+        heatmaps_to_keypoints(heatmaps[:2], boxes[:3])
+
+
+def test_contract_outputs_decode_keypoint_heatmaps() -> None:
+    from runtime import onnx_contract as contract
+    from runtime.postprocess import heatmaps_to_keypoints
+
+    rng = np.random.default_rng(6)
+    boxes = np.zeros((2, 3, 4), np.float32)
+    boxes[0, :2] = [[10, 20, 60, 90], [0, 0, 30, 12]]
+    heatmaps = rng.normal(size=(2, 3, 4, 56, 56)).astype(np.float32)
+    outputs = {
+        contract.OUTPUT_NUM_DETECTIONS: np.array([2, 0]),
+        contract.OUTPUT_BOXES: boxes,
+        contract.OUTPUT_SCORES: np.zeros((2, 3), np.float32),
+        contract.OUTPUT_LABELS: np.ones((2, 3), np.int64),
+        contract.OUTPUT_KEYPOINT_HEATMAPS: heatmaps,
+    }
+    first, empty = contract.outputs_to_raw(outputs)
+    np.testing.assert_array_equal(first.keypoints, heatmaps_to_keypoints(heatmaps[0, :2], boxes[0, :2]))
+    assert empty.keypoints is not None and empty.keypoints.shape == (0, 4, 3)

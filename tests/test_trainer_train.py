@@ -29,7 +29,7 @@ def test_train_writes_checkpoints_and_resumes_at_same_iteration_and_lr(tiny_shap
     assert final.name == "model_final.pth"
     ckpt = load_checkpoint_file(final)
     assert ckpt["iteration"] == 4
-    assert ckpt["class_names"][1:] == ["circle", "square", "triangle", "star", "hexagon"]
+    assert ckpt["class_names"][1:] == ["circle", "square", "triangle", "star", "cross"]
     assert "R-18-FPN" in ckpt["config"]
     assert (ref_dir / "model_0000002.pth").is_file()
     assert not list(ref_dir.glob(".*.tmp"))  # atomic writes leave no temporaries

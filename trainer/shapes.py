@@ -33,7 +33,8 @@ from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
-SHAPES_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon")
+# Distinct silhouettes even at 30 px: a hexagon was tried and is a circle at that size.
+SHAPES_CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 SHAPES_KEYPOINTS: tuple[str, ...] = ("top", "right", "bottom", "left")
 # 1-based keypoint indices, as COCO stores them: the outline through the four extreme points.
 SHAPES_SKELETON: tuple[tuple[int, int], ...] = ((1, 2), (2, 3), (3, 4), (4, 1))
@@ -56,8 +57,9 @@ class ShapesConfig:
     max_short_side: int = 320
     min_aspect: float = 0.6  # width / height
     max_aspect: float = 1.8
-    min_size: float = 24.0  # diameter of the shape's circumscribed circle, in pixels
-    max_size: float = 120.0
+    # diameter of the shape's circumscribed circle, in pixels: large enough that the classes stay distinct
+    min_size: float = 40.0
+    max_size: float = 130.0
     max_objects: int = 5
     empty_fraction: float = 0.08  # images with no object at all
     min_visible_fraction: float = 0.5  # occlusion stays partial: each instance keeps this much of its area
@@ -379,8 +381,16 @@ def _shape_vertices(
     elif name == "star":
         angles = np.linspace(0, 2 * math.pi, 10, endpoint=False) + rotation
         radii = np.where(np.arange(10) % 2 == 0, radius, radius * rng.uniform(0.4, 0.5))
+    elif name == "cross":
+        arm = radius * rng.uniform(0.3, 0.4)  # half-width of the bars
+        local = np.array(
+            [(arm, radius), (arm, arm), (radius, arm), (radius, -arm), (arm, -arm), (arm, -radius),
+             (-arm, -radius), (-arm, -arm), (-radius, -arm), (-radius, arm), (-arm, arm), (-arm, radius)]
+        )  # fmt: skip
+        angles = np.arctan2(local[:, 1], local[:, 0]) + rotation
+        radii = np.hypot(local[:, 0], local[:, 1])
     else:
-        sides = {"square": 4, "triangle": 3, "hexagon": 6}[name]
+        sides = {"square": 4, "triangle": 3}[name]
         angles = np.linspace(0, 2 * math.pi, sides, endpoint=False) + rotation
         radii = np.full_like(angles, radius)
     offsets = np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
