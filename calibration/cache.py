@@ -78,6 +78,12 @@ def tensor_roles(model: onnx.ModelProto, nodes: Iterable[str]) -> dict[str, str]
     return roles
 
 
+def default_cache_path(output: str | os.PathLike[str]) -> Path:
+    """Where a model's ranges are kept unless told: ``model_int8.onnx`` -> ``model_int8.calib.json`` beside it."""
+    out = Path(output)
+    return out.with_name(out.stem + ".calib.json")
+
+
 def save_cache(path: str | os.PathLike[str], cache: CalibrationCache) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

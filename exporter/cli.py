@@ -1,7 +1,10 @@
-"""``python -m exporter --to onnx ...``: a thin argparse layer over :func:`exporter.onnx_export.export_onnx`.
+"""``python -m exporter --to onnx|tensorrt ...``: a thin argparse layer over the exporter's library functions.
 
-User mistakes (bad config, weights that don't fit, an unwritable output, a diverged export) print one
-``error:`` line and exit non-zero; a traceback means a bug in the exporter.
+FP32 ONNX is :func:`exporter.onnx_export.export_onnx`; ``--fp16`` / ``--int8`` and ``--to tensorrt`` are
+:mod:`exporter.pipeline`. Exit codes follow the project's CLIs: 2 for a user mistake (bad option, config,
+weights, calibration data, an unwritable output; also TensorRT or a GPU missing, after writing the ONNX and
+printing the ``trtexec`` line), 1 for a model that diverged from PyTorch, each as one ``error:`` line; a
+traceback means a bug in the exporter.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from calibration.cache import default_cache_path
+from calibration.errors import CalibrationError
 from exporter.errors import ExportError, VerificationError
 from exporter.onnx_export import DEFAULT_OPSET, MIN_OPSET
-
-NOT_YET = "not implemented yet (issue 6)"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -25,21 +28,36 @@ def _size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def _bhw(text: str) -> tuple[int, int, int]:
+    from exporter.tensorrt_build import parse_bhw
+
+    try:
+        return parse_bhw(text)
+    except ExportError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m exporter",
-        description="Export a Mask/Faster R-CNN checkpoint (ours or a torchvision state dict) to a verified ONNX model.",
+        description="Export a Mask/Faster R-CNN checkpoint (ours or a torchvision state dict) to a verified ONNX "
+        "model (FP32, mixed FP16 or INT8 Q/DQ) or a TensorRT engine.",
         epilog="Trailing KEY VALUE pairs override config keys, e.g. TEST.DETECTIONS_PER_IMG 50.",
     )
     p.add_argument("--to", choices=("onnx", "tensorrt"), default="onnx", help="target format")
     p.add_argument("--config-file", type=Path, default=None,
                    help="YAML config; default: the checkpoint's saved config, else torchvision's R-50-FPN")  # fmt: skip
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--weights", type=Path, default=None,
+                        help="our checkpoint or a plain torchvision state dict")  # fmt: skip
+    source.add_argument("--onnx", type=Path, default=None,
+                        help="--to tensorrt: build from this exported ONNX model instead of weights")  # fmt: skip
     p.add_argument(
-        "--weights", type=Path, required=True, help="our checkpoint or a plain torchvision state dict"
+        "--output", type=Path, required=True, help="the .onnx file (or, --to tensorrt, .engine) to write"
     )
-    p.add_argument("--output", type=Path, required=True, help="the .onnx file to write")
-    p.add_argument("--flavor", default="ort",
-                   help="ort: standard ONNX ops only; trt: multi-level ROIAlign and NMS as TensorRT plugin nodes")  # fmt: skip
+    p.add_argument("--flavor", default=None,
+                   help="ort: standard ONNX ops only; trt: multi-level ROIAlign and NMS as TensorRT plugin nodes "
+                        "(default: ort for --to onnx, trt for --to tensorrt)")  # fmt: skip
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= {MIN_OPSET})")
     p.add_argument("--simplify", action="store_true", help="run onnxsim on the result")
     shape = p.add_mutually_exclusive_group()
@@ -51,38 +69,106 @@ def build_parser() -> argparse.ArgumentParser:
                        help="verify against PyTorch on these images")  # fmt: skip
     check.add_argument("--verify", type=int, default=None, metavar="N",
                        help="verify against PyTorch on N generated images")  # fmt: skip
-    p.add_argument("--fp16", action="store_true", help=f"mixed-precision ONNX ({NOT_YET})")
-    p.add_argument("--int8", action="store_true", help=f"INT8 Q/DQ ONNX ({NOT_YET})")
+    precision = p.add_argument_group("precision (the ONNX carries it; TensorRT builds it strongly typed)")
+    precision.add_argument(
+        "--fp16", action="store_true", help="mixed-precision FP16 ONNX (FP32 inputs/outputs)"
+    )
+    precision.add_argument("--int8", action="store_true", help="INT8 Q/DQ ONNX calibrated on real images")
+    precision.add_argument(
+        "--calib-images", type=Path, default=None, metavar="DIR", help="--int8: image folder"
+    )
+    precision.add_argument("--calib-dataset", default=None, metavar="NAME",
+                           help="--int8: a data set name (e.g. shapes_train)")  # fmt: skip
+    precision.add_argument("--calib-count", type=int, default=100, metavar="N",
+                           help="--int8: number of calibration images (default 100)")  # fmt: skip
+    precision.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"),
+                           help="--int8: range calibration (default minmax)")  # fmt: skip
+    precision.add_argument("--calib-cache", type=Path, default=None, metavar="PATH",
+                           help="--int8: ranges reused when the file exists, written after calibrating "
+                                "(default: OUTPUT's name + .calib.json beside it)")  # fmt: skip
+    trt = p.add_argument_group("--to tensorrt")
+    for which in ("min", "opt", "max"):
+        trt.add_argument(f"--{which}-shape", type=_bhw, default=None, metavar="BxHxW",
+                         help=f"{which} shape of the optimization profile (default: from the model's config)")  # fmt: skip
+    trt.add_argument(
+        "--workspace", type=int, default=None, metavar="MiB", help="builder workspace limit (2048)"
+    )
+    trt.add_argument("--timing-cache", type=Path, default=None, metavar="PATH",
+                     help="TensorRT timing cache, read if present and written back (faster rebuilds)")  # fmt: skip
+    trt.add_argument("--plugin-library", type=Path, default=None, metavar="SO",
+                     help="our TensorRT plugin library (default: the built libmrd_trt_plugins.so)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
 
 
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Option combinations argparse can't express; each mistake exits 2 with a usage line."""
+    if args.fp16 and args.int8:
+        parser.error("--fp16 and --int8 exclude each other: choose one precision")
+    if args.to == "onnx" and args.weights is None:
+        parser.error(
+            "--to onnx needs --weights W.pth" + (" (--onnx is for --to tensorrt)" if args.onnx else "")
+        )
+    if args.to == "tensorrt" and args.weights is None and args.onnx is None:
+        parser.error("--to tensorrt needs --weights W.pth or --onnx M.onnx")
+    calib_given = args.calib_images is not None or args.calib_dataset is not None
+    if args.calib_images is not None and args.calib_dataset is not None:
+        parser.error("give one calibration source: --calib-images DIR or --calib-dataset NAME")
+    if not args.int8 and (calib_given or args.calib_cache is not None):
+        parser.error("--calib-images/--calib-dataset/--calib-cache are for --int8")
+    cache = args.calib_cache or default_cache_path(args.output)
+    if args.int8 and not calib_given and not cache.is_file():
+        parser.error(
+            "--int8 needs calibration images: --calib-images DIR or --calib-dataset NAME"
+            " (or --calib-cache PATH of ranges computed before for this model)"
+        )
+    trt_only = [f"--{n.replace('_', '-')}" for n in ("min_shape", "opt_shape", "max_shape", "workspace",
+                "timing_cache", "plugin_library") if getattr(args, n) is not None]  # fmt: skip
+    if args.to == "onnx" and trt_only:
+        parser.error(f"{', '.join(trt_only)}: only with --to tensorrt")
+    if args.onnx is not None and (args.verify is not None or args.verify_images is not None):
+        parser.error("--verify needs the PyTorch model: give --weights instead of --onnx")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.to == "tensorrt":
-        parser.exit(2, f"error: --to tensorrt is {NOT_YET}\n")
-    if args.fp16 or args.int8:
-        parser.exit(2, f"error: --{'fp16' if args.fp16 else 'int8'} is {NOT_YET}\n")
-    from exporter.onnx_export import export_onnx  # deferred: imports torch
+    check_arguments(parser, args)
+    from exporter import pipeline  # deferred: imports torch
+    from exporter.tensorrt_build import DEFAULT_WORKSPACE_MIB
 
+    precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    flavor = args.flavor or ("trt" if args.to == "tensorrt" else "ort")
     verify = args.verify_images if args.verify_images is not None else args.verify
     try:
-        export_onnx(
-            weights=args.weights,
-            output=args.output,
-            config_file=args.config_file,
-            opts=args.opts,
-            flavor=args.flavor,
-            opset=args.opset,
-            simplify=args.simplify,
-            static_size=args.static_size,
-            batch=args.batch,
-            verify=verify,
-            progress=not args.quiet,
-        )
-    except (ExportError, VerificationError) as e:
+        calib = None
+        if args.int8:
+            from calibration.image_source import calibration_images
+
+            images = None  # resolved before minutes of export, so a bad folder fails at once
+            if args.calib_images is not None or args.calib_dataset is not None:
+                images = calibration_images(args.calib_images, args.calib_dataset, args.calib_count)
+            calib = pipeline.Int8Options(images, args.calib_method, args.calib_cache)
+        options = None
+        if args.weights is not None:
+            options = pipeline.ExportOptions(
+                args.weights, args.config_file, args.opts, args.opset, args.simplify, args.static_size,
+                args.batch, verify, not args.quiet,
+            )  # fmt: skip
+        if args.to == "onnx":
+            assert options is not None
+            pipeline.export_precision(options, args.output, precision, flavor, calib)
+        else:
+            pipeline.export_tensorrt(
+                args.output, options, args.onnx, precision if options is not None or precision != "fp32" else None,
+                flavor, calib, args.min_shape, args.opt_shape, args.max_shape,
+                args.workspace or DEFAULT_WORKSPACE_MIB, args.timing_cache, args.plugin_library, not args.quiet,
+            )  # fmt: skip
+    except (ExportError, CalibrationError) as e:  # TensorRTUnavailable too: the ONNX is written by then
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except VerificationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

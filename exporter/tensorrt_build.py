@@ -6,7 +6,8 @@ precision measured with ONNX Runtime on the CPU is the precision the engine runs
 reused across builds (rebuilding another precision of one model then takes seconds instead of minutes).
 
 Where TensorRT or a GPU is missing this raises :class:`TensorRTUnavailable`, whose message says what is
-missing and carries the equivalent ``trtexec`` line (``exporter.trtexec``), to run where both exist.
+missing (``runtime.tensorrt_probe``, shared with the TensorRT backend) and carries the equivalent ``trtexec``
+line (``exporter.trtexec``), to run where both exist.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ from runtime.engine_sidecar import (
     write_sidecar,
 )
 from runtime.plugin_ops import DOMAIN
+from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, probe_tensorrt
 
 log = logging.getLogger(__name__)
 
-MIN_TENSORRT_MAJOR = 10
 DEFAULT_WORKSPACE_MIB = 2048
 #: where the plugin library is looked for when it is not built yet, for the printed trtexec line
 PLUGIN_PLACEHOLDER = "build/plugins_cuda/libmrd_trt_plugins.so"
@@ -269,46 +270,6 @@ def resolve_plugin_library(onnx_path: Path, plugin_library: str | os.PathLike[st
 
 def _placeholder(onnx_path: Path) -> str | None:
     return PLUGIN_PLACEHOLDER if needs_plugins(onnx_path) else None
-
-
-def probe_tensorrt() -> tuple[str | None, tuple[str, str] | None, str | None]:
-    """(TensorRT version, (GPU name, compute capability), what is missing or None)."""
-    missing: list[str] = []
-    version: str | None = None
-    try:
-        import tensorrt
-    except ImportError:
-        missing.append(
-            "TensorRT's Python package is not installed (pip install tensorrt, from NVIDIA's package index)"
-        )
-    else:
-        # tensorrt-stubs installs a bare ``tensorrt/`` folder of .pyi files, which imports as an empty
-        # namespace package: the real module has a version
-        found = getattr(tensorrt, "__version__", None)
-        if found is None:
-            missing.append(
-                "TensorRT's Python package is not installed (only its type stubs are; pip install tensorrt, "
-                "from NVIDIA's package index)"
-            )
-        elif int(str(found).split(".")[0]) < MIN_TENSORRT_MAJOR:
-            missing.append(f"TensorRT {found} is older than {MIN_TENSORRT_MAJOR}")
-        else:
-            version = str(found)
-    gpu = _gpu_facts()
-    if gpu is None:
-        missing.append("no CUDA GPU is visible (no NVIDIA driver, or a CPU-only PyTorch)")
-    return version, gpu, "; ".join(missing) if missing else None
-
-
-def _gpu_facts() -> tuple[str, str] | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    major, minor = torch.cuda.get_device_capability(0)
-    return torch.cuda.get_device_name(0), f"{major}.{minor}"
 
 
 def _metadata_props(onnx_path: Path) -> dict[str, str]:

@@ -154,6 +154,7 @@ def verify_export(
         print(f"verification of {Path(model_path).name} against PyTorch on {len(images)} images "
               f"(network input sizes {', '.join(f'{h}x{w}' for h, w in sizes)}):")  # fmt: skip
         print(report.format_table())
+        print(f"agreement AP50 (PyTorch's detections as ground truth): {report.agreement_ap:.3f}")
         print("PASSED" if result.passed else "FAILED:\n  " + "\n  ".join(failures))
     if failures and raise_on_failure:
         raise VerificationError(f"{Path(model_path).name} diverged from PyTorch: " + "; ".join(failures))

@@ -27,6 +27,9 @@ class Tolerances:
     mask: float | None = None  # max abs difference of the M x M mask probabilities
     keypoint: float | None = None  # px, max abs x/y difference
     min_matched: float = 1.0  # fraction of detections matched, in both directions
+    #: lowest acceptable :func:`agreement_ap` (AP50 of the candidate, the reference's detections taken as
+    #: ground truth); for reduced precision, where low-score detections churn without costing accuracy
+    min_ap: float | None = None
 
 
 @dataclass
@@ -65,6 +68,7 @@ class ImageComparison:
 class ComparisonReport:
     images: list[ImageComparison]
     iou_threshold: float
+    agreement_ap: float | None = None  # see agreement_ap(); None when not computed
 
     @property
     def num_reference(self) -> int:
@@ -119,6 +123,11 @@ class ComparisonReport:
                 f"detections: {self.matched_candidate:.1%} of {self.num_candidate} candidate detections matched "
                 f"(required {tol.min_matched:.1%}): {detail}"
             )
+        if tol.min_ap is not None and self.agreement_ap is not None and self.agreement_ap < tol.min_ap:
+            failures.append(
+                f"agreement AP50 {self.agreement_ap:.3f} (the reference's detections as ground truth) is below "
+                f"{tol.min_ap:.3f}"
+            )
         for output, attr, limit, unit in (
             ("boxes", "max_box_diff", tol.box, " px"),
             ("scores", "max_score_diff", tol.score, ""),
@@ -164,6 +173,7 @@ class ComparisonReport:
             "num_candidate": self.num_candidate,
             "matched_reference": self.matched_reference,
             "matched_candidate": self.matched_candidate,
+            "agreement_ap": self.agreement_ap,
             "max_box_diff": self.worst("max_box_diff")[0],
             "max_score_diff": self.worst("max_score_diff")[0],
             "max_mask_diff": self.worst("max_mask_diff")[0],
@@ -258,7 +268,50 @@ def compare_detections(
     images = [
         compare_image(i, r, c, iou_threshold, names[i]) for i, (r, c) in enumerate(zip(reference, candidate))
     ]
-    return ComparisonReport(images=images, iou_threshold=iou_threshold)
+    return ComparisonReport(images, iou_threshold, agreement_ap(reference, candidate, iou_threshold))
+
+
+def agreement_ap(
+    reference: Sequence[RawDetections], candidate: Sequence[RawDetections], iou_threshold: float = 0.5
+) -> float:
+    """AP of ``candidate`` with ``reference``'s detections as the ground truth (1.0: the same detections).
+
+    A label-free stand-in for the COCO AP delta at export time: candidate detections are taken by
+    decreasing score and each claims the best-overlapping unclaimed reference detection of its label (IoU >=
+    ``iou_threshold``), as COCO matching does; precision/recall are pooled over classes and images and
+    integrated over all points. Unlike the matched fraction, a low-score detection that moves or swaps
+    costs little, and a confident one that does costs much, which is how reduced precision should be judged.
+    """
+    scores: list[np.ndarray] = []
+    hits: list[np.ndarray] = []
+    total = 0
+    for ref, cand in zip(reference, candidate):
+        total += len(ref)
+        order = np.argsort(-np.asarray(cand.scores), kind="stable")
+        iou = (
+            box_iou(cand.boxes[order], ref.boxes)
+            if len(ref) and len(cand)
+            else np.zeros((len(cand), len(ref)))
+        )
+        iou[np.asarray(cand.labels)[order][:, None] != np.asarray(ref.labels)[None, :]] = -1.0
+        claimed = np.zeros(len(ref), bool)
+        hit = np.zeros(len(cand), bool)
+        for i in range(len(cand)):
+            row = np.where(claimed, -1.0, iou[i])
+            j = int(row.argmax()) if len(row) else -1
+            if j >= 0 and row[j] >= iou_threshold:
+                claimed[j] = hit[i] = True
+        scores.append(np.asarray(cand.scores, np.float64)[order])
+        hits.append(hit)
+    all_scores = np.concatenate(scores) if scores else np.zeros(0)
+    if total == 0 or len(all_scores) == 0:
+        return 1.0 if total == len(all_scores) else 0.0
+    tp = np.concatenate(hits)[np.argsort(-all_scores, kind="stable")]
+    recall = np.cumsum(tp) / total
+    precision = np.cumsum(tp) / np.arange(1, len(tp) + 1)
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # the best precision at this recall or beyond
+    steps = np.diff(np.concatenate([[0.0], recall]))
+    return float((steps * envelope).sum())
 
 
 def format_text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -112,16 +112,22 @@ def test_ort_flavor_defaults_to_uint8_activations_for_the_cpu(setup: dict[str, P
     np.testing.assert_allclose(boxes, ref_boxes, rtol=0.05)
 
 
-def test_convtranspose_rewrite_for_the_cpu_is_exact(tmp_path: Path) -> None:
-    """The mask predictor's 2x2 stride-2 ConvTranspose as 1x1 Conv + DepthToSpace gives the same numbers."""
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, as exporter.onnx_export uses
+@pytest.mark.parametrize("with_logits", [False, True])
+def test_convtranspose_rewrite_for_the_cpu_is_exact(tmp_path: Path, with_logits: bool) -> None:
+    """The mask predictor's 2x2 stride-2 ConvTranspose (+ ReLU + 1x1 logits) as 1x1 convs + DepthToSpace."""
+    import onnxruntime as ort
     import torch
 
     from exporter.quantize_int8 import convtranspose_as_conv
 
     torch.manual_seed(0)
+    layers = [torch.nn.ConvTranspose2d(5, 3, 2, stride=2)]
+    if with_logits:
+        layers += [torch.nn.ReLU(), torch.nn.Conv2d(3, 4, 1)]
     path = tmp_path / "deconv.onnx"
     torch.onnx.export(
-        torch.nn.ConvTranspose2d(5, 3, 2, stride=2).eval(),
+        torch.nn.Sequential(*layers).eval(),
         (torch.rand(2, 5, 7, 6),),
         str(path),
         input_names=["x"],
@@ -130,15 +136,11 @@ def test_convtranspose_rewrite_for_the_cpu_is_exact(tmp_path: Path) -> None:
         dynamo=False,
     )
     model = onnx.load(str(path))
-    name = model.graph.node[0].name
-    aliases = convtranspose_as_conv(model, {name})
-    assert list(aliases.values()) == ["y"] and [n.op_type for n in model.graph.node] == [
-        "Conv",
-        "DepthToSpace",
-    ]
+    aliases = convtranspose_as_conv(model, {n.name for n in model.graph.node})
+    expected = ["Conv", "DepthToSpace"] if not with_logits else ["Conv", "Relu", "Conv", "DepthToSpace"]
+    assert [n.op_type for n in model.graph.node] == expected
+    assert "y" in aliases.values() and model.graph.node[-1].output[0] == "y"
     onnx.checker.check_model(model)
-    import onnxruntime as ort
-
     x = np.random.default_rng(0).normal(size=(2, 5, 7, 6)).astype(np.float32)
     ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,23 @@ def test_tensorrt_backend_says_what_is_missing(tmp_path: Path) -> None:
     engine.write_bytes(b"\0" * 16)
     with pytest.raises(BackendUnavailable, match="TensorRT|GPU"):
         load_backend(engine)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_stubs") is None, reason="tensorrt-stubs not installed")
+def test_tensorrt_stubs_alone_are_not_taken_for_tensorrt() -> None:
+    from runtime.backends.tensorrt_backend import import_tensorrt
+    from runtime.tensorrt_probe import find_tensorrt, probe_tensorrt
+
+    module, missing = find_tensorrt()
+    if module is not None:
+        pytest.skip(f"the real TensorRT {module.__version__} is installed")
+    import tensorrt  # the stubs' folder imports, as an empty namespace package
+
+    assert not hasattr(tensorrt, "Runtime")
+    assert missing is not None and "only its type stubs are" in missing
+    assert probe_tensorrt()[0] is None and "only its type stubs are" in str(probe_tensorrt()[2])
+    with pytest.raises(BackendUnavailable, match="only its type stubs are.*onnxruntime backend"):
+        import_tensorrt()
 
 
 @pytest.mark.parametrize("flavor", ["ort", "trt"])

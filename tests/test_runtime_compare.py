@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from runtime.compare import Tolerances, compare_detections, match_detections
+from runtime.compare import Tolerances, agreement_ap, compare_detections, match_detections
 from runtime.structures import RawDetections
 
 
@@ -91,3 +92,27 @@ def test_masks_on_one_side_only_and_greedy_iou_pairs_best_overlap() -> None:
     cand_boxes = np.array([[2, 0, 12, 10], [0, 0, 10, 10]], np.float32)
     pairs = match_detections(ref_boxes, np.array([1, 1]), cand_boxes, np.array([1, 1]))
     assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (1, 0)]
+
+
+def test_agreement_ap_weighs_confident_divergence_over_low_score_churn() -> None:
+    ref = [_reference(0, n=10), _reference(1, n=10), RawDetections.empty(28, 5)]
+    assert agreement_ap(ref, [_copy(r) for r in ref]) == 1.0
+    assert agreement_ap([RawDetections.empty()], [RawDetections.empty()]) == 1.0
+    low_moved, top_moved = [_copy(r) for r in ref], [_copy(r) for r in ref]
+    low_moved[0].boxes[9] += 500.0  # the least confident detection of image 0 lands elsewhere
+    top_moved[0].boxes[0] += 500.0  # the most confident one does
+    low_ap, top_ap = agreement_ap(ref, low_moved), agreement_ap(ref, top_moved)
+    assert (
+        compare_detections(ref, low_moved).matched_reference
+        == compare_detections(ref, top_moved).matched_reference
+    )
+    assert low_ap == 0.95  # recall 19/20 at full precision: the false positive ranks last
+    assert top_ap == pytest.approx(0.95 * 0.95)  # a confident false positive: precision 19/20 at every recall
+    shifted = [_copy(r) for r in ref]
+    shifted[1].boxes[:, [0, 2]] += 200.0  # every box of image 1 moved off its reference: no match
+    report = compare_detections(ref, shifted)
+    assert report.agreement_ap is not None and report.agreement_ap < 0.6
+    failures = report.check(
+        Tolerances(box=None, score=None, mask=None, keypoint=None, min_matched=0.0, min_ap=0.9)
+    )
+    assert len(failures) == 1 and failures[0].startswith("agreement AP50 0.")

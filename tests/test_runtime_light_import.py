@@ -51,6 +51,7 @@ CHECK = textwrap.dedent(
     import runtime.predictor
     import runtime.preprocess
     import runtime.structures
+    import runtime.tensorrt_probe
     import runtime.webcam
     from runtime.backends.base import BackendUnavailable
     from runtime.model_file import load_backend

@@ -30,13 +30,15 @@ TENSORRT_HERE = probe_tensorrt()[2] is None
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt_stubs") is None, reason="tensorrt-stubs not installed")
 def test_tensorrt_code_passes_mypy_against_the_stubs(tmp_path: Path) -> None:
+    """The engine build, the runtime's TensorRT backend and the shared probe, checked against the real API."""
     stubs = prepare_stubs(tmp_path / "stubs")
     assert stubs is not None
     probe = tmp_path / "probe.py"  # a deliberate misuse, to prove the stubs are really in use
     probe.write_text(
         "import tensorrt as trt\ntrt.Builder(trt.Logger(trt.Logger.WARNING)).create_network('x')\n"
     )
-    paths = ["exporter/tensorrt_build.py", "exporter/trtexec.py", "runtime/engine_sidecar.py", str(probe)]
+    paths = ["exporter/tensorrt_build.py", "exporter/trtexec.py", "runtime/engine_sidecar.py",
+             "runtime/tensorrt_probe.py", "runtime/backends/tensorrt_backend.py", str(probe)]  # fmt: skip
     result = run_mypy(paths, stubs)
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert len(errors) == 1, result.stdout + result.stderr

@@ -14,6 +14,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from runtime import onnx_contract as contract
 from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo, check_batch
 from runtime.preprocess import PreprocessedBatch, PreprocessParams
 from runtime.structures import RawDetections
+from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, find_tensorrt
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -68,25 +70,20 @@ def model_info_from_sidecar(data: dict[str, Any], source: str) -> ModelInfo:
         raise BackendError(f"{source}: engine sidecar lacks or has a malformed entry: {e}") from None
 
 
-_NO_TENSORRT = (
-    "the tensorrt backend needs TensorRT >= 10 (pip install tensorrt, from NVIDIA's package index) and an "
-    "NVIDIA GPU; without them run the .onnx model with the onnxruntime backend"
-)
+_USE_ORT = "without them run the .onnx model with the onnxruntime backend"
 
 
-def import_tensorrt() -> Any:
-    try:
-        import tensorrt
-    except ImportError:
-        raise BackendUnavailable(_NO_TENSORRT) from None
-    if not hasattr(tensorrt, "Runtime"):  # tensorrt-stubs alone leave an empty namespace package
-        raise BackendUnavailable(f"TensorRT is not installed (only its type stubs are): {_NO_TENSORRT}")
-    major = int(str(tensorrt.__version__).split(".")[0])
-    if major < 10:
+def import_tensorrt() -> ModuleType:
+    """The usable ``tensorrt`` module, or :class:`BackendUnavailable` saying what is missing.
+
+    ``runtime.tensorrt_probe`` tells the real package from tensorrt-stubs' empty namespace package.
+    """
+    module, missing = find_tensorrt()
+    if module is None:
         raise BackendUnavailable(
-            f"TensorRT {tensorrt.__version__} is too old: the engine API used here needs >= 10"
+            f"the tensorrt backend needs TensorRT >= {MIN_TENSORRT_MAJOR} and an NVIDIA GPU: {missing}; {_USE_ORT}"
         )
-    return tensorrt
+    return module
 
 
 def import_torch_cuda(device: str) -> Any:
@@ -120,15 +117,17 @@ class TensorRTBackend(Backend):
     ) -> None:
         device = "cuda" if device == "cpu" else device  # engines only run on GPUs; cpu is every CLI's default
         super().__init__(model_path, device)
-        trt_mod = import_tensorrt()
+        import_tensorrt()  # a clear error where TensorRT is missing, too old, or only its stubs are installed
+        import tensorrt as trt  # typed against tensorrt-stubs from here on
+
         self._torch = import_torch_cuda(device)
-        self._trt = trt_mod
+        self._trt_version = str(trt.__version__)
         sidecar = read_sidecar(self.model_path)
         self._info = model_info_from_sidecar(sidecar, str(self.model_path))
         self._check_compatible(sidecar)
-        self._logger = trt_mod.Logger(trt_mod.Logger.WARNING)
+        self._logger = trt.Logger(trt.Logger.WARNING)
         self._load_plugins(plugin_library)
-        runtime = trt_mod.Runtime(self._logger)
+        runtime = trt.Runtime(self._logger)
         engine = runtime.deserialize_cuda_engine(self.model_path.read_bytes())
         if engine is None:
             raise BackendError(
@@ -156,7 +155,7 @@ class TensorRTBackend(Backend):
         major, minor = torch.cuda.get_device_capability(self.device)
         try:
             warnings = engine_sidecar.check_engine_compatible(
-                sidecar, self._trt.__version__, f"{major}.{minor}", torch.cuda.get_device_name(self.device),
+                sidecar, self._trt_version, f"{major}.{minor}", torch.cuda.get_device_name(self.device),
                 str(self.model_path),
             )  # fmt: skip
         except engine_sidecar.EngineMismatchError as e:
@@ -166,7 +165,8 @@ class TensorRTBackend(Backend):
 
     def _load_plugins(self, plugin_library: str | os.PathLike[str] | None) -> None:
         """Register our IPluginV3 creators before deserializing: the engine references them by name."""
-        trt = self._trt
+        import tensorrt as trt
+
         trt.init_libnvinfer_plugins(self._logger, "")
         if plugin_library is None:
             from runtime.plugin_library import PluginLibraryNotFound, trt_plugin_library_path
@@ -184,7 +184,8 @@ class TensorRTBackend(Backend):
             raise BackendError(f"cannot load the TensorRT plugin library {plugin_library}: {e}") from None
 
     def _io_names(self) -> tuple[list[str], list[str]]:
-        trt = self._trt
+        import tensorrt as trt
+
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -212,7 +213,9 @@ class TensorRTBackend(Backend):
         return self._info
 
     def _torch_dtype(self, name: str) -> torch.dtype:
-        trt, torch = self._trt, self._torch
+        import tensorrt as trt
+
+        torch = self._torch
         mapping = {
             trt.DataType.FLOAT: torch.float32,
             trt.DataType.HALF: torch.float16,
@@ -275,7 +278,7 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d["versions"] = {"tensorrt": self._trt.__version__, "torch": self._torch.__version__}
+        d["versions"] = {"tensorrt": self._trt_version, "torch": self._torch.__version__}
         d["gpu"] = self._torch.cuda.get_device_name(self.device)
         return d
 
