@@ -251,7 +251,13 @@ def _make_coco(dataset: dict[str, Any], backend: str) -> Any:
     if backend == "pycocotools":
         from pycocotools.coco import COCO
     else:
-        from faster_coco_eval import COCO
+        try:
+            from faster_coco_eval import COCO
+        except ImportError:
+            raise ValueError(
+                "the faster_coco_eval backend needs the faster-coco-eval package (pip install faster-coco-eval); "
+                "or use backend='pycocotools'"
+            ) from None
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         # COCOeval (pycocotools) and loadRes mutate annotations ("ignore", "area"); keep the caller's intact.
