@@ -20,7 +20,7 @@ import torch
 from trainer.checkpoint import load_checkpoint_file, load_model_weights
 from trainer.config import load_config
 from trainer.datasets import build_dataset
-from trainer.engine import train
+from trainer.engine import autocast_dtype, train
 from trainer.evaluation import evaluate_model
 from trainer.model import build_model
 
@@ -37,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     cfg = load_config(args.config_file, ["OUTPUT_DIR", args.output, *args.opts])
+    amp = autocast_dtype(bool(cfg.SOLVER.AMP), torch.device(cfg.MODEL.DEVICE))
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"mixed precision: {amp or 'off (float32)'}"
     )
     # generate the data before the clock starts: the budget is for training
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
@@ -54,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     eval_s = time.perf_counter() - t1
 
     ap = {t: result.metrics[t]["AP"] for t in TARGETS}
-    print(f"\ntraining: {cfg.SOLVER.MAX_ITER} iterations, {train_s:.0f} s wall ({train_s / 60:.1f} min)")
+    print(
+        f"\ntraining: {cfg.SOLVER.MAX_ITER} iterations, {train_s:.0f} s wall ({train_s / 60:.1f} min, "
+        f"{train_s / cfg.SOLVER.MAX_ITER:.2f} s/it)"
+    )
     print(f"evaluation: {result.num_images} images, {eval_s:.0f} s")
     ok = train_s <= TIME_BUDGET_S
     for t, target in TARGETS.items():

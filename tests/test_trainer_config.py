@@ -56,6 +56,8 @@ def test_pairs_and_files_and_cross_checks(tmp_path: Path) -> None:
         load_config(None, ["MODEL.BACKBONE.CONV_BODY", "R-101-FPN"])
     with pytest.raises(ConfigError, match="STEPS must increase"):
         load_config(None, ["SOLVER.STEPS", "(5, 3)"])
+    with pytest.raises(ConfigError, match="LR_SCHEDULER_NAME must be .*WarmupCosineLR.*not 'Cosine'"):
+        load_config(None, ["SOLVER.LR_SCHEDULER_NAME", "Cosine"])
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -19,10 +19,11 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 from yacs.config import CfgNode
+
+from .roi_pooling import TrainingMultiScaleRoIAlign
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -124,7 +125,7 @@ def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
     head_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
 
     box = cfg.MODEL.ROI_BOX_HEAD
-    box_pool = MultiScaleRoIAlign(names, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO)
+    box_pool = TrainingMultiScaleRoIAlign(names, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO)
     if head_norm is None:
         box_head: nn.Module = TwoMLPHead(out_ch * box.POOLER_RESOLUTION**2, box.MLP_HEAD_DIM)
     else:  # torchvision's "v2" head: 4 conv + 1 fc, normalized, trains better from scratch
@@ -174,7 +175,7 @@ def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
         model: nn.Module = MaskRCNN(
             backbone,
             num_classes=None,
-            mask_roi_pool=MultiScaleRoIAlign(names, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
+            mask_roi_pool=TrainingMultiScaleRoIAlign(names, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
             mask_head=MaskRCNNHeads(out_ch, layers, 1, norm_layer=head_norm),
             mask_predictor=MaskRCNNPredictor(layers[-1], layers[-1], num_classes),
             **common,
@@ -185,7 +186,7 @@ def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
         model = KeypointRCNN(
             backbone,
             num_classes=None,
-            keypoint_roi_pool=MultiScaleRoIAlign(names, k.POOLER_RESOLUTION, k.POOLER_SAMPLING_RATIO),
+            keypoint_roi_pool=TrainingMultiScaleRoIAlign(names, k.POOLER_RESOLUTION, k.POOLER_SAMPLING_RATIO),
             keypoint_head=KeypointRCNNHeads(out_ch, layers),
             keypoint_predictor=KeypointRCNNPredictor(layers[-1], k.NUM_KEYPOINTS),
             **common,

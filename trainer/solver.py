@@ -1,7 +1,8 @@
-"""SGD with warm-up and step decay: maskrcnn-benchmark's schedule (WarmupMultiStepLR)."""
+"""Optimizers and warm-up schedules: maskrcnn-benchmark's step decay, detectron2's cosine decay."""
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_right
 
 import torch
@@ -26,8 +27,42 @@ def make_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
 
 
-class WarmupMultiStepLR(LRScheduler):
-    """Linear (or constant) warm-up from ``warmup_factor`` x lr, then x ``gamma`` at each milestone."""
+class _WarmupLR(LRScheduler):
+    """Linear (or constant) warm-up from ``warmup_factor`` x lr, times the subclass's decay."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        warmup_factor: float = 1.0 / 3,
+        warmup_iters: int = 500,
+        warmup_method: str = "linear",
+        last_epoch: int = -1,
+    ) -> None:
+        self.warmup_factor = warmup_factor
+        self.warmup_iters = warmup_iters
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def decay(self, it: int) -> float:
+        raise NotImplementedError
+
+    def factor(self, it: int) -> float:
+        warmup = 1.0
+        if it < self.warmup_iters:
+            if self.warmup_method == "constant":
+                warmup = self.warmup_factor
+            else:
+                alpha = it / max(1, self.warmup_iters)
+                warmup = self.warmup_factor * (1 - alpha) + alpha
+        return warmup * self.decay(it)
+
+    def get_lr(self) -> list[float]:
+        f = self.factor(self.last_epoch)
+        return [base * f for base in self.base_lrs]
+
+
+class WarmupMultiStepLR(_WarmupLR):
+    """x ``gamma`` at each milestone, after the warm-up."""
 
     def __init__(
         self,
@@ -41,27 +76,40 @@ class WarmupMultiStepLR(LRScheduler):
     ) -> None:
         self.milestones = list(milestones)
         self.gamma = gamma
-        self.warmup_factor = warmup_factor
-        self.warmup_iters = warmup_iters
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def factor(self, it: int) -> float:
-        warmup = 1.0
-        if it < self.warmup_iters:
-            if self.warmup_method == "constant":
-                warmup = self.warmup_factor
-            else:
-                alpha = it / max(1, self.warmup_iters)
-                warmup = self.warmup_factor * (1 - alpha) + alpha
-        return warmup * self.gamma ** bisect_right(self.milestones, it)
-
-    def get_lr(self) -> list[float]:
-        f = self.factor(self.last_epoch)
-        return [base * f for base in self.base_lrs]
+    def decay(self, it: int) -> float:
+        return self.gamma ** bisect_right(self.milestones, it)
 
 
-def make_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> WarmupMultiStepLR:
+class WarmupCosineLR(_WarmupLR):
+    """A half cosine from the base lr to 0 at ``max_iters``: no milestones to tune when the run is short."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_iters: int,
+        warmup_factor: float = 1.0 / 3,
+        warmup_iters: int = 500,
+        warmup_method: str = "linear",
+        last_epoch: int = -1,
+    ) -> None:
+        self.max_iters = max_iters
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
+
+    def decay(self, it: int) -> float:
+        return 0.5 * (1.0 + math.cos(math.pi * min(it, self.max_iters) / max(1, self.max_iters)))
+
+
+def make_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> _WarmupLR:
+    if cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupCosineLR":
+        return WarmupCosineLR(
+            optimizer,
+            cfg.SOLVER.MAX_ITER,
+            cfg.SOLVER.WARMUP_FACTOR,
+            cfg.SOLVER.WARMUP_ITERS,
+            cfg.SOLVER.WARMUP_METHOD,
+        )
     return WarmupMultiStepLR(
         optimizer,
         tuple(cfg.SOLVER.STEPS),
