@@ -7,6 +7,7 @@ top-K and masks harder than a briefly trained model would.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,3 +39,14 @@ def save_r50_state_dict(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     torch.save(build_model(load_config(None, [])).state_dict(), path)
     return path
+
+
+def assert_verified(result: Any, num_images: int, detections_per_image: int) -> None:
+    """What every exported model must show against PyTorch on ``verify_export``'s generated images: every
+    detection matched, boxes within 0.05 px, scores within 1e-4, and several input sizes through one model."""
+    report = result.report
+    assert result.failures == []
+    assert report.num_reference == report.num_matched == num_images * detections_per_image
+    assert report.worst("max_box_diff")[0] <= 0.05
+    assert report.worst("max_score_diff")[0] <= 1e-4
+    assert len(set(result.image_sizes)) >= 3  # really dynamic: several input sizes ran through one model

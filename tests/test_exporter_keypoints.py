@@ -15,7 +15,7 @@ from exporter.verify import generated_images, verify_export
 from runtime import onnx_contract as contract
 from runtime.plugin_ops import ROI_ALIGN_OP
 from runtime.preprocess import preprocess
-from tests.exporter_helpers import KEYPOINT_OPTS, SHAPES_OPTS, save_shapes_checkpoint
+from tests.exporter_helpers import KEYPOINT_OPTS, SHAPES_OPTS, assert_verified, save_shapes_checkpoint
 from trainer.inference import preprocess_params, raw_forward_batch
 
 
@@ -44,14 +44,9 @@ def test_matches_pytorch(exported, checkpoint: Path) -> None:
     model = load_model(None, checkpoint).model
     # 5 generated images (shrunk, enlarged, near-blank), batches of 2, 2 and 1
     result = verify_export(exported.path, model, 5, progress=False, raise_on_failure=False)
-    report = result.report
-    assert result.failures == []
-    assert report.num_reference == report.num_matched == 5 * 30
-    assert report.worst("max_box_diff")[0] <= 0.05
-    assert report.worst("max_score_diff")[0] <= 1e-4
+    assert_verified(result, 5, 30)
     # keypoints: the same argmax pixel on both sides, so they move only with their box (<= 0.05 px)
-    assert report.worst("max_keypoint_diff")[0] <= 0.05
-    assert len(set(result.image_sizes)) >= 3
+    assert result.report.worst("max_keypoint_diff")[0] <= 0.05
 
 
 def test_graph_outputs_heatmaps_and_names(exported) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -30,14 +30,14 @@ class CheckpointError(ValueError):
     """A weights file can't be used; the message names the file and the reason."""
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write to a temporary file beside ``path`` and rename it, so a kill never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -46,14 +46,12 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    _atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_checkpoint(
