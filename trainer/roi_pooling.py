@@ -143,9 +143,8 @@ def roi_align(
     An adaptive sampling ratio (<= 0) gives every roi its own sample count and goes to torchvision.
     """
     size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    if features.device.type != "cpu" or sampling_ratio <= 0 or not torch.is_grad_enabled():
-        return tv_roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
-    if not features.requires_grad:
+    needs_grad = torch.is_grad_enabled() and features.requires_grad
+    if features.device.type != "cpu" or sampling_ratio <= 0 or not needs_grad:
         return tv_roi_align(features, rois, size, spatial_scale, sampling_ratio, aligned)
     return _RoIAlignSparseBackward.apply(features, rois, size, spatial_scale, sampling_ratio, aligned)
 
