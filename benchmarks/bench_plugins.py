@@ -18,8 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime import plugin_library as pl  # noqa: E402
-from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from runtime.plugins.cuda import batched_nms_cuda, multilevel_roi_align_cuda  # noqa: E402
+from runtime.plugins.library import KERNEL_LIBRARY, PluginLibraryNotFound, load_kernel_library  # noqa: E402
+from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
 
 
 def median_ms(fn: Callable[[], object], iters: int, warmup: int) -> float:
@@ -58,9 +60,7 @@ def bench_roi_align(iters: int, warmup: int) -> None:
                 for k in (2, 3, 4, 5)
             ]
             x = {str(i): f for i, f in enumerate(feats)}
-            ours = median_ms(
-                functools.partial(pl.multilevel_roi_align_cuda, rois, feats, attrs), iters, warmup
-            )
+            ours = median_ms(functools.partial(multilevel_roi_align_cuda, rois, feats, attrs), iters, warmup)
             theirs = median_ms(functools.partial(pooler, x, [rois[0].to(dtype)], [image]), iters, warmup)
             name = "fp32" if dtype == torch.float32 else "fp16"
             print(
@@ -100,7 +100,7 @@ def bench_nms(iters: int, warmup: int) -> None:
             torch.kthvalue(scores[0, :, 1:].flatten(), scores[0, :, 1:].numel() - candidates).values
         )
         attrs = BatchedNmsAttrs(score_threshold=thresh, background_class=0, keep_top_k=100)
-        lib = pl.load_kernel_library()
+        lib = load_kernel_library()
         ws = torch.empty(
             lib.mrd_cuda_batched_nms_workspace_size(1, num_boxes, num_classes, 100),
             dtype=torch.uint8,
@@ -109,7 +109,7 @@ def bench_nms(iters: int, warmup: int) -> None:
 
         for dtype in (torch.float32, torch.float16):
             bx, sc = boxes.to(dtype), scores.to(dtype)
-            ours = median_ms(functools.partial(pl.batched_nms_cuda, bx, sc, attrs, ws), iters, warmup)
+            ours = median_ms(functools.partial(batched_nms_cuda, bx, sc, attrs, ws), iters, warmup)
             theirs = median_ms(
                 functools.partial(torchvision_postprocess, boxes, scores, thresh), iters, warmup
             )
@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_plugins needs an NVIDIA GPU: torch.cuda.is_available() is False", file=sys.stderr)
         return 2
     try:
-        pl.ensure_built(pl.KERNEL_LIBRARY)
-    except (pl.PluginLibraryNotFound, pl.BuildToolMissing, RuntimeError) as e:
+        ensure_built(KERNEL_LIBRARY)
+    except (PluginLibraryNotFound, BuildToolMissing, RuntimeError) as e:
         print(f"libmrd_kernels is not available: {e}", file=sys.stderr)
         return 2
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")

@@ -1,13 +1,11 @@
 """Which images calibrate a model: N of them, chosen with a seed from a folder or a named data set.
 
-The choice is seeded so two runs (and the calibration cache they share) see the same images. A folder needs
-nothing but the runtime; a data set name goes through ``trainer.datasets.DatasetCatalog`` (torch-side), so
-it is imported only when a name is given.
+The choice is seeded so two runs (and the calibration cache they share) see the same images. Folders and data
+set names both go through ``runtime`` (``image_io.list_images``, ``datasets.DatasetCatalog``): no torch needed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Sequence
@@ -15,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibration.errors import CalibrationError
-from runtime.image_io import IMAGE_EXTENSIONS
+from runtime.datasets import DatasetCatalog, DatasetError, image_paths
+from runtime.image_io import IMAGE_EXTENSIONS, list_images
 
 #: fewer images than this give ranges dominated by a few pictures; ask for more rather than quantize badly
 MIN_CALIBRATION_IMAGES = 8
@@ -37,45 +36,29 @@ class CalibrationImages:
 
 
 def images_in_folder(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly in ``folder`` or below it, sorted so the seeded choice is reproducible."""
+    """Image files in ``folder`` and below it, sorted (``runtime.image_io.list_images``), so the seeded
+    choice is reproducible."""
     root = Path(folder)
-    if not root.exists():
-        raise CalibrationError(f"calibration folder {root} does not exist")
     if not root.is_dir():
-        raise CalibrationError(f"calibration folder {root} is not a folder")
+        reason = "is not a folder" if root.exists() else "does not exist"
+        raise CalibrationError(f"calibration folder {root} {reason}")
     try:
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-    except OSError as e:
-        raise CalibrationError(f"calibration folder {root} is not readable: {e.strerror or e}") from None
-    if not files:
+        return list_images(root, recursive=True)
+    except FileNotFoundError:
         raise CalibrationError(
             f"calibration folder {root} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})"
-        )
-    return files
+        ) from None
+    except OSError as e:
+        raise CalibrationError(f"calibration folder {root} is not readable: {e.strerror or e}") from None
 
 
 def images_in_dataset(name: str, root: str | os.PathLike[str] = "datasets") -> list[Path]:
-    """Image files of a ``DatasetCatalog`` data set, in annotation-file order."""
-    try:
-        from trainer.datasets import DatasetCatalog, DatasetError
-    except ImportError as e:  # torch missing: a deployment-only install
-        raise CalibrationError(
-            f"calibrating from data set {name!r} needs the trainer package (torch): {e}; "
-            "use --calib-images DIR instead"
-        ) from None
+    """Image files of a ``runtime.datasets`` catalog data set, in annotation-file order."""
     try:
         spec = DatasetCatalog.get(name, root=root)
+        return image_paths(spec)
     except DatasetError as e:
-        raise CalibrationError(str(e)) from None
-    if not spec.ann_file.is_file():
-        raise CalibrationError(f"data set {name!r}: annotation file {spec.ann_file} not found")
-    try:
-        images = json.loads(spec.ann_file.read_text())["images"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CalibrationError(
-            f"data set {name!r}: cannot read the image list of {spec.ann_file}: {e}"
-        ) from None
-    return [spec.img_dir / str(info["file_name"]) for info in images]
+        raise CalibrationError(f"data set {name!r}: {e}") from None
 
 
 def choose_images(

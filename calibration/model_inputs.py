@@ -38,7 +38,7 @@ class InputSpec:
             info = contract.read_metadata(Path(onnx_path))
         except contract.ContractError as e:
             raise CalibrationError(f"cannot calibrate: {e}") from None
-        return cls(info.preprocess, info.static_size, info.batch)
+        return cls(info.preprocess, info.static_input_size, info.batch)
 
     @property
     def batch_size(self) -> int:

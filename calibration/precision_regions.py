@@ -11,18 +11,19 @@ already 0.5-1 px off; INT8 there would be worse. So both precision passes only t
 Everything else keeps its type. Inside the region the *head outputs* (the last matmul/conv of each head,
 whose results go straight into decoding, softmax or the mask sigmoid) and the *ROI heads* (layers after ROI
 pooling) are named separately, because whether they tolerate reduced precision is measured, not assumed
-(see ``benchmarks/bench_precision.py``). Written on plain ``onnx`` protos so it serves both the FP16 and
-the INT8 pass, and works on either flavor (``RoiAlign`` or the ``MRD_MultiLevelRoiAlign`` plugin node).
+(see ``benchmarks/bench_precision.py``). It takes plain ``onnx`` protos so it serves both the FP16 and the
+INT8 pass, and works on either flavor (``RoiAlign`` or the ``MRD_MultiLevelRoiAlign`` plugin node); who
+consumes what comes from onnx-graphsurgeon, as in the passes that act on the regions.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import onnx
+import onnx_graphsurgeon as gs
 from onnx import numpy_helper
 
 from runtime import onnx_contract as contract
@@ -112,31 +113,27 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
     return GraphRegions(
         dense=frozenset(dense),
         compute=frozenset(compute),
-        head_outputs=frozenset(_last_compute(graph, dense | roi_pooling, compute)),
+        head_outputs=frozenset(_last_compute(gs.import_onnx(model), dense | roi_pooling, compute)),
         roi_heads=frozenset(roi_heads),
         roi_pooling=frozenset(roi_pooling),
     )
 
 
-def _last_compute(graph: onnx.GraphProto, passable: set[str], compute: set[str]) -> set[str]:
+def _last_compute(graph: gs.Graph, passable: set[str], compute: set[str]) -> set[str]:
     """Compute nodes from which no other compute node is reachable through dense and ROI pooling nodes."""
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for t in node.input:
-            consumers[t].append(node)
     last = set()
-    for node in graph.node:
+    for node in graph.nodes:
         if node.name not in compute:
             continue
-        stack, seen, feeds_compute = list(node.output), set(), False
+        stack, seen, feeds_compute = list(node.outputs), set(), False
         while stack and not feeds_compute:
-            for c in consumers.get(stack.pop(), []):
+            for c in stack.pop().outputs:
                 if c.name in compute:
                     feeds_compute = True
                     break
                 if c.name in passable and c.name not in seen:
                     seen.add(c.name)
-                    stack.extend(c.output)
+                    stack.extend(c.outputs)
         if not feeds_compute:
             last.add(node.name)
     return last

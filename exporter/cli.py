@@ -149,22 +149,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             images = None  # resolved before minutes of export, so a bad folder fails at once
             if args.calib_images is not None or args.calib_dataset is not None:
                 images = calibration_images(args.calib_images, args.calib_dataset, args.calib_count)
-            calib = pipeline.Int8Options(images, args.calib_method, args.calib_cache)
+            calib = pipeline.Int8Options(images=images, method=args.calib_method, cache=args.calib_cache)
         options = None
         if args.weights is not None:
             options = pipeline.ExportOptions(
-                args.weights, args.config_file, args.opts, args.opset, args.simplify, args.static_size,
-                args.batch, verify, not args.quiet,
-            )  # fmt: skip
+                weights=args.weights,
+                config_file=args.config_file,
+                opts=args.opts,
+                opset=args.opset,
+                simplify=args.simplify,
+                static_size=args.static_size,
+                batch=args.batch,
+                verify=verify,
+                progress=not args.quiet,
+            )
         if args.to == "onnx":
             assert options is not None
             pipeline.export_precision(options, args.output, precision, flavor, calib)
         else:
             pipeline.export_tensorrt(
-                args.output, options, args.onnx, precision if options is not None or precision != "fp32" else None,
-                flavor, calib, args.min_shape, args.opt_shape, args.max_shape,
-                args.workspace or DEFAULT_WORKSPACE_MIB, args.timing_cache, args.plugin_library, not args.quiet,
-            )  # fmt: skip
+                engine=args.output,
+                options=options,
+                onnx_model=args.onnx,
+                precision=precision if options is not None or precision != "fp32" else None,
+                flavor=flavor,
+                calib=calib,
+                min_shape=args.min_shape,
+                opt_shape=args.opt_shape,
+                max_shape=args.max_shape,
+                workspace_mib=args.workspace or DEFAULT_WORKSPACE_MIB,
+                timing_cache=args.timing_cache,
+                plugin_library=args.plugin_library,
+                progress=not args.quiet,
+            )
     except (ExportError, CalibrationError) as e:  # TensorRTUnavailable too: the ONNX is written by then
         print(f"error: {e}", file=sys.stderr)
         return 2

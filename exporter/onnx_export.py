@@ -21,11 +21,11 @@ import torch
 
 from exporter.errors import ExportError
 from exporter.model_loading import LoadedModel, load_model
-from exporter.surgery import clean_graph, initializer_inputs
+from exporter.surgery import clean_graph, initializer_inputs, save_onnx_atomic
 from exporter.wrapper import ExportableDetector
 from runtime import onnx_contract as contract
 from runtime.onnx_contract import ModelInfo
-from runtime.plugin_ops import DOMAIN
+from runtime.plugins.spec import DOMAIN
 from trainer.inference import preprocess_params
 
 #: RoiAlign-16 is the first to state torchvision's (aligned=False) coordinate transform as an attribute;
@@ -171,16 +171,17 @@ def model_info(loaded: LoadedModel, wrapper: ExportableDetector, flavor: str, op
     import torchvision
 
     return ModelInfo(
-        class_names=loaded.class_names,
+        class_names=tuple(loaded.class_names),
         preprocess=preprocess_params(loaded.cfg),
         flavor=flavor,
         opset=opset,
         detections_per_image=wrapper.detections_per_image,
         config_yaml=loaded.cfg.dump(),
         mask_size=wrapper.mask_size,
-        keypoint_names=loaded.keypoint_names if wrapper.has_keypoints else None,
-        static_size=static_size,
+        keypoint_names=tuple(loaded.keypoint_names) if wrapper.has_keypoints else None,
+        static_input_size=static_size,
         batch=batch,
+        max_batch=batch,
         extra={
             contract.META_PRODUCER: f"maskrcnn-deploy exporter (torch {torch.__version__}, "
             f"torchvision {torchvision.__version__}, onnx {onnx.__version__})"
@@ -238,6 +239,10 @@ def export_onnx(
     start = time.perf_counter()
     output = Path(output)
     check_writable(output)
+    if verify is not None:
+        from exporter.verify import verification_paths
+
+        verification_paths(verify)
     loaded = load_model(config_file, weights, opts)
     check_options(flavor, opset, static_size, batch, loaded.cfg.DATALOADER.SIZE_DIVISIBILITY)
     try:
@@ -262,12 +267,12 @@ def export_onnx(
         model = run_onnxsim(model)
     declare_output_shapes(model, wrapper, batch)
     info = model_info(loaded, wrapper, flavor, opset, static_size, batch)
-    onnx.helper.set_model_props(model, contract.metadata_dict(info))
+    contract.set_metadata_props(model, contract.metadata_dict(info))
     leaked = initializer_inputs(model)
     if leaked:
         raise RuntimeError(f"initializers still listed as graph inputs after surgery: {leaked[:5]}")
     onnx.checker.check_model(model, full_check=True)
-    _save_atomic(model, output)
+    save_onnx_atomic(model, output)
     result = ExportResult(
         path=output,
         info=info,
@@ -282,17 +287,6 @@ def export_onnx(
 
         result.verification = verify_export(output, loaded.model, verify, progress=progress)
     return result
-
-
-def _save_atomic(model: onnx.ModelProto, output: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _say(progress: bool, message: str) -> None:

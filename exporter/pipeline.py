@@ -25,7 +25,6 @@ from calibration.errors import CalibrationError
 from calibration.image_source import CalibrationImages
 from exporter.errors import ExportError
 from exporter.onnx_export import DEFAULT_OPSET, check_writable, export_onnx
-from exporter.precision_fp16 import META_PRECISION
 from exporter.tensorrt_build import (
     BHW,
     DEFAULT_WORKSPACE_MIB,
@@ -166,9 +165,18 @@ def export_precision(
             raise ExportError("INT8 needs a calibration source: --calib-images DIR or --calib-dataset NAME")
         return export_int8(options, output, calib, flavor)
     done = export_onnx(
-        options.weights, output, options.config_file, options.opts, flavor, options.opset, options.simplify,
-        options.static_size, options.batch, options.verify, options.progress,
-    )  # fmt: skip
+        weights=options.weights,
+        output=output,
+        config_file=options.config_file,
+        opts=options.opts,
+        flavor=flavor,
+        opset=options.opset,
+        simplify=options.simplify,
+        static_size=options.static_size,
+        batch=options.batch,
+        verify=options.verify,
+        progress=options.progress,
+    )
     verification = done.verification if isinstance(done.verification, VerificationResult) else None
     return PrecisionExportResult(Path(output), "fp32", flavor, [done.summary()], verification)
 
@@ -221,7 +229,7 @@ def onnx_precision(path: Path) -> str:
         info = contract.read_metadata(path)
     except contract.ContractError as e:
         raise ExportError(str(e)) from None
-    return str(info.extra.get(META_PRECISION, "fp32"))
+    return info.precision
 
 
 def check_calibration(images: CalibrationImages | None, cache: Path) -> None:

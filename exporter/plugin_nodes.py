@@ -1,7 +1,7 @@
 """The ``trt`` flavor's plugin nodes: autograd Functions that trace to one custom ONNX node each.
 
 Their eager forward is the standard-op implementation (so a traced model computes the same numbers in
-both flavors) and their ``symbolic`` writes exactly the node ``runtime.plugin_ops`` specifies: op type,
+both flavors) and their ``symbolic`` writes exactly the node ``runtime.plugins.spec`` specifies: op type,
 domain, attribute names, input and output order. TensorRT's parser maps each node to our IPluginV3 by op
 type, ``plugin_version`` and ``plugin_namespace``; ONNX Runtime runs it through the CPU reference.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from exporter import standard_ops
-from runtime.plugin_ops import (
+from runtime.plugins.spec import (
     DOMAIN,
     NMS_OP,
     PLUGIN_NAMESPACE,

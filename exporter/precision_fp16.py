@@ -17,24 +17,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from calibration.precision_regions import GraphRegions, find_regions
 from exporter.errors import ExportError
+from exporter.precision_passes import FLOAT, mixed_fp16
+from exporter.surgery import edit_in_place, save_onnx_atomic
+from runtime.onnx_contract import META_PRECISION, metadata_props, update_metadata_props
 
 #: what stays FP32 inside the dense region: nothing, or the last layer of every head. ROI pooling always
 #: stays FP32: ONNX RoiAlign gives its boxes the features' type, and FP16 boxes are 0.5 px off at 1000 px.
 KEEP_FP32_CHOICES = ("none", "head_outputs")
 DEFAULT_KEEP_FP32 = "none"
-#: metadata key of the precision ("fp32" when absent); the runtime's backends report it
-META_PRECISION = "precision"
-#: inputs that keep their own type whatever the node's precision (shapes, indices, Resize's roi/scales)
-_DATA_INPUTS_ONLY = {"Reshape": 1, "Resize": 1, "Upsample": 1, "Gather": 1, "Flatten": 1}
-
-FLOAT = onnx.TensorProto.FLOAT
-FLOAT16 = onnx.TensorProto.FLOAT16
 
 
 @dataclass
@@ -72,7 +66,7 @@ def convert_fp16(
         model = onnx.load(str(src))
     except Exception as e:  # DecodeError and friends for a file that is not ONNX
         raise ExportError(f"{src} is not a readable ONNX model: {e}") from None
-    props = {p.key: p.value for p in model.metadata_props}
+    props = metadata_props(model)
     if props.get(META_PRECISION, "fp32") != "fp32":
         raise ExportError(f"{src} is already {props[META_PRECISION]}; convert the FP32 model instead")
     try:
@@ -81,14 +75,10 @@ def convert_fp16(
         raise ExportError(f"{src}: {e}") from None
     half, kept = fp16_nodes(regions, keep_fp32)
     casts = to_mixed_fp16(model, half)
-    props[META_PRECISION] = "fp16"
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, props)
+    update_metadata_props(model, {META_PRECISION: "fp16"})
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
+    save_onnx_atomic(model, out)
     return Fp16Result(out, len(half), sorted(kept), casts, time.perf_counter() - start)
 
 
@@ -98,61 +88,8 @@ def to_mixed_fp16(model: onnx.ModelProto, half: set[str]) -> int:
     Float weights used only by FP16 nodes become FP16; every other float tensor crossing the FP16/FP32
     border goes through one Cast per direction, so graph inputs, outputs and the glue keep their types.
     """
-    graph = model.graph
     float_tensors = _float_tensors(model)
-    weights = {t.name: t for t in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for t in node.input:
-            consumers.setdefault(t, []).append(node)
-    half_outputs = {t for n in graph.node if n.name in half for t in n.output if t in float_tensors}
-    new_nodes: list[onnx.NodeProto] = []
-    cast_of: dict[tuple[str, int], str] = {}
-
-    def cast(tensor: str, to: int) -> str:
-        key = (tensor, to)
-        if key not in cast_of:
-            name = f"{tensor}_to_{'fp16' if to == FLOAT16 else 'fp32'}"
-            cast_of[key] = name
-            new_nodes.append(onnx.helper.make_node("Cast", [tensor], [name], name=f"{name}_cast", to=to))
-        return cast_of[key]
-
-    graph_outputs = {o.name for o in graph.output}
-    result: list[onnx.NodeProto] = []
-    for node in graph.node:
-        new_nodes = []
-        if node.name in half:
-            limit = _DATA_INPUTS_ONLY.get(node.op_type, len(node.input))
-            for i, t in enumerate(node.input[:limit]):
-                if not t or t not in float_tensors or t in half_outputs:
-                    continue
-                w = weights.get(t)
-                if w is not None and all(c.name in half for c in consumers[t]):
-                    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w).astype(np.float16), t))
-                    half_outputs.add(t)
-                else:
-                    node.input[i] = cast(t, FLOAT16)
-        else:
-            for i, t in enumerate(node.input):
-                if t in half_outputs:
-                    node.input[i] = cast(t, FLOAT)
-        result.extend(new_nodes)
-        result.append(node)
-    # graph outputs produced in FP16 go back to FP32 under their own name
-    for o in graph_outputs & {t for t in half_outputs if t not in weights}:
-        renamed = f"{o}_fp16"
-        for node in result:
-            node.output[:] = [renamed if t == o else t for t in node.output]
-            node.input[:] = [renamed if t == o else t for t in node.input]
-        result.append(onnx.helper.make_node("Cast", [renamed], [o], name=f"{o}_to_fp32_cast", to=FLOAT))
-        half_outputs.discard(o)
-        half_outputs.add(renamed)
-    del graph.node[:]
-    graph.node.extend(result)
-    for vi in graph.value_info:
-        if vi.name in half_outputs:
-            vi.type.tensor_type.elem_type = FLOAT16
-    return sum(1 for n in result if n.op_type == "Cast" and n.name.endswith("_cast"))
+    return edit_in_place(model, lambda graph: mixed_fp16(graph, half, float_tensors))
 
 
 def _float_tensors(model: onnx.ModelProto) -> set[str]:

@@ -27,9 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from calibration.cache import CalibrationCache, load_cache, save_cache, tensor_roles
 from calibration.data_reader import FeedsReader
@@ -37,17 +35,22 @@ from calibration.errors import CalibrationError
 from calibration.image_source import CalibrationImages
 from calibration.model_inputs import InputSpec, common_canvas
 from calibration.precision_regions import GraphRegions, find_regions, region_fingerprint
-from exporter.precision_fp16 import META_PRECISION
-from runtime.onnx_contract import read_metadata
-from runtime.plugin_ops import DOMAIN
+from exporter import precision_passes
+from exporter.surgery import copy_metadata, edit_in_place, save_onnx_atomic
+from runtime.onnx_contract import (
+    META_CALIBRATION,
+    META_INT8_ACTIVATIONS,
+    META_PRECISION,
+    metadata_props,
+    read_metadata,
+)
+from runtime.plugins.spec import DOMAIN
 
 METHODS = ("minmax", "entropy", "percentile")
 #: what stays FP32 inside the dense region: nothing, the last layer of every head, or every layer after ROI
 #: pooling plus the RPN's last layers
 KEEP_FP32_CHOICES = ("none", "head_outputs", "roi_heads")
 DEFAULT_KEEP_FP32 = "head_outputs"
-META_CALIBRATION = "calibration"
-META_ACTIVATIONS = "int8_activations"
 #: activation quantization: TensorRT's explicit quantization takes symmetric INT8 only; ONNX Runtime's x86
 #: CPU kernels fuse Conv+ReLU into QLinearConv only with asymmetric UINT8 activations (with symmetric INT8
 #: most convolutions stay FP32 between Q/DQ pairs and the model is barely faster). Weights are symmetric
@@ -127,13 +130,13 @@ def quantize_int8(
     start = time.perf_counter()
     src, out = Path(onnx_path), Path(output)
     spec = InputSpec.from_onnx(src)  # also checks it is a model of ours
-    scheme = activations or default_activations(read_metadata(src).flavor)
+    scheme = activations or default_activations(read_metadata(src).flavor or "ort")
     if scheme not in ACTIVATION_SCHEMES:
         raise CalibrationError(
             f"unknown activation scheme {scheme!r}; expected one of {', '.join(ACTIVATION_SCHEMES)}"
         )
     model = onnx.load(str(src))
-    precision = {p.key: p.value for p in model.metadata_props}.get(META_PRECISION, "fp32")
+    precision = metadata_props(model).get(META_PRECISION, "fp32")
     if precision != "fp32":
         raise CalibrationError(f"{src} is already {precision}; quantize the FP32 model instead")
     try:
@@ -166,10 +169,15 @@ def quantize_int8(
             save_cache(cache_file, cached)
     quantize, kept = nodes_to_quantize(regions, keep_fp32, {n.name: n.op_type for n in model.graph.node})
     result_model, quantized = write_qdq(src, model, regions, quantize, cached, scheme)
-    meta = {META_PRECISION: "int8", META_CALIBRATION: f"{method}, {cached.source}", META_ACTIVATIONS: scheme}
-    _copy_metadata(model, result_model, meta)
+    # the FP32 model's contract metadata, plus what quantization adds (precision, calibration, scheme)
+    meta = {
+        META_PRECISION: "int8",
+        META_CALIBRATION: f"{method}, {cached.source}",
+        META_INT8_ACTIVATIONS: scheme,
+    }
+    copy_metadata(model, result_model, meta)
     onnx.checker.check_model(result_model)
-    _save_atomic(result_model, out)
+    save_onnx_atomic(result_model, out)
     return Int8Result(out, len(quantized), sorted(kept), cache_file, reused, time.perf_counter() - start)
 
 
@@ -267,138 +275,12 @@ def calibrate(
 
 
 def convtranspose_as_conv(model: onnx.ModelProto, names: set[str]) -> dict[str, str]:
-    """Rewrite each named 2x2/stride-2 ConvTranspose as 1x1 convolutions + a pixel shuffle, in place (exact).
+    """:func:`exporter.precision_passes.convtranspose_as_conv` on ``model``, in place (exact).
 
-    ONNX Runtime's CPU has no quantized ConvTranspose, so the mask predictor's upsampling would run in FP32
-    between a DQ and a Q. As a 1x1 convolution to 4x the channels (one group of channels per output
-    sub-pixel) followed by DepthToSpace it becomes a QLinearConv. Where a ReLU and a 1x1 convolution follow
-    (the mask logits), the shuffle moves after them, the 1x1 convolution applied to each sub-pixel group
-    (``group=4``): DepthToSpace then moves num_classes channels instead of 4x256, which ORT's slow
-    DepthToSpace otherwise spends a third of the INT8 model's time on.
-    Returns {new tensor: original tensor holding the same values}, so calibrated ranges carry over.
+    ONNX Runtime's CPU has no quantized ConvTranspose; rewritten as 1x1 convolutions + DepthToSpace the
+    mask upsampling becomes QLinearConv. Returns {new tensor: original tensor holding the same values}.
     """
-    weights = {t.name: t for t in model.graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for t in node.input:
-            consumers.setdefault(t, []).append(node)
-    graph_outputs = {o.name for o in model.graph.output}
-    aliases: dict[str, str] = {}
-    replace: dict[str, list[onnx.NodeProto]] = {}  # node name -> nodes standing for it
-    for node in model.graph.node:
-        if node.name not in names or not _is_2x2_upsampling(node, weights):
-            continue
-        w = numpy_helper.to_array(weights[node.input[1]])  # [C_in, C_out, 2, 2]
-        c_in, c_out = w.shape[:2]
-        bias = (
-            numpy_helper.to_array(weights[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
-        )
-        # rows (2a + b) * C_out + c: DepthToSpace's DCR order
-        conv_w = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(4 * c_out, c_in, 1, 1))
-        upsampled = f"{node.output[0]}_by_subpixel"
-        conv = _conv(
-            model, node.name, node.input[0], conv_w, None if bias is None else np.tile(bias, 4), upsampled
-        )
-        aliases[upsampled] = node.output[0]
-        relu, logits = _relu_then_1x1(node.output[0], consumers, weights, graph_outputs)
-        if relu is None or logits is None:
-            shuffle = _depth_to_space(f"{node.name}_depth_to_space", upsampled, node.output[0])
-            replace[node.name] = [conv, shuffle]
-            continue
-        relu_out = f"{relu.output[0]}_by_subpixel"
-        aliases[relu_out] = relu.output[0]
-        new_relu = onnx.helper.make_node("Relu", [upsampled], [relu_out], name=relu.name)
-        lw = numpy_helper.to_array(weights[logits.input[1]])  # [K, C_out, 1, 1]
-        lb = (
-            numpy_helper.to_array(weights[logits.input[2]])
-            if len(logits.input) > 2 and logits.input[2]
-            else None
-        )
-        grouped_out = f"{logits.output[0]}_by_subpixel"
-        aliases[grouped_out] = logits.output[0]
-        grouped = _conv(
-            model, logits.name, relu_out, np.tile(lw, (4, 1, 1, 1)), None if lb is None else np.tile(lb, 4),
-            grouped_out, group=4,
-        )  # fmt: skip
-        replace[node.name] = [conv]
-        replace[relu.name] = [new_relu]
-        replace[logits.name] = [
-            grouped,
-            _depth_to_space(f"{logits.name}_depth_to_space", grouped_out, logits.output[0]),
-        ]
-    if replace:
-        nodes = [n for node in model.graph.node for n in replace.get(node.name, [node])]
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        used = {t for n in nodes for t in n.input}
-        kept = [t for t in model.graph.initializer if t.name in used]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(kept)
-    return aliases
-
-
-def _is_2x2_upsampling(node: onnx.NodeProto, weights: dict[str, onnx.TensorProto]) -> bool:
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    return (
-        node.op_type == "ConvTranspose"
-        and list(attrs.get("kernel_shape", [])) == [2, 2]
-        and list(attrs.get("strides", [])) == [2, 2]
-        and not any(attrs.get("pads", [0, 0, 0, 0]))
-        and list(attrs.get("dilations", [1, 1])) == [1, 1]
-        and attrs.get("group", 1) == 1
-        and not attrs.get("output_padding")
-        and not attrs.get("output_shape")
-        and all(t in weights for t in node.input[1:] if t)
-    )
-
-
-def _relu_then_1x1(
-    tensor: str,
-    consumers: dict[str, list[onnx.NodeProto]],
-    weights: dict[str, onnx.TensorProto],
-    graph_outputs: set[str],
-) -> tuple[onnx.NodeProto | None, onnx.NodeProto | None]:
-    """The ReLU and 1x1 convolution that alone consume ``tensor`` in that order, else (None, None)."""
-    first = consumers.get(tensor, [])
-    if len(first) != 1 or first[0].op_type != "Relu" or tensor in graph_outputs:
-        return None, None
-    relu = first[0]
-    second = consumers.get(relu.output[0], [])
-    if len(second) != 1 or second[0].op_type != "Conv" or relu.output[0] in graph_outputs:
-        return None, None
-    conv = second[0]
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
-    w = weights.get(conv.input[1])
-    pointwise = (
-        w is not None
-        and list(w.dims[2:]) == [1, 1]
-        and attrs.get("group", 1) == 1
-        and list(attrs.get("strides", [1, 1])) == [1, 1]
-        and not any(attrs.get("pads", [0, 0, 0, 0]))
-        and all(t in weights for t in conv.input[1:] if t)
-    )
-    return (relu, conv) if pointwise else (None, None)
-
-
-def _conv(
-    model: onnx.ModelProto,
-    name: str,
-    x: str,
-    weight: np.ndarray,
-    bias: np.ndarray | None,
-    output: str,
-    group: int = 1,
-) -> onnx.NodeProto:
-    inputs = [x, f"{name}_subpixel_weight"]
-    model.graph.initializer.append(numpy_helper.from_array(weight.astype(np.float32), inputs[1]))
-    if bias is not None:
-        inputs.append(f"{name}_subpixel_bias")
-        model.graph.initializer.append(numpy_helper.from_array(bias.astype(np.float32), inputs[2]))
-    return onnx.helper.make_node("Conv", inputs, [output], name=name, kernel_shape=[1, 1], group=group)
-
-
-def _depth_to_space(name: str, x: str, output: str) -> onnx.NodeProto:
-    return onnx.helper.make_node("DepthToSpace", [x], [output], name=name, blocksize=2, mode="DCR")
+    return edit_in_place(model, lambda graph: precision_passes.convtranspose_as_conv(graph, names))
 
 
 def _has_ranges(node: onnx.NodeProto, ranges: dict[str, Any], weights: set[str]) -> bool:
@@ -430,17 +312,3 @@ class _QuietPreprocessAdvice(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "pre-processing before quantization" not in record.getMessage()
-
-
-def _copy_metadata(src: onnx.ModelProto, dst: onnx.ModelProto, extra: dict[str, str]) -> None:
-    """The FP32 model's contract metadata, plus what quantization adds (precision, calibration, scheme)."""
-    props = {p.key: p.value for p in src.metadata_props}
-    props.update(extra)
-    del dst.metadata_props[:]
-    onnx.helper.set_model_props(dst, props)
-
-
-def _save_atomic(model: onnx.ModelProto, output: Path) -> None:
-    tmp = output.with_name(output.name + ".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(output)

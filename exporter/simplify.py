@@ -10,6 +10,7 @@ from __future__ import annotations
 import onnx
 
 from exporter.errors import ExportError
+from exporter.surgery import copy_metadata
 
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -17,11 +18,9 @@ def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
         import onnxsim
     except ImportError:
         raise ExportError("--simplify needs onnxsim: pip install onnxsim") from None
-    metadata = list(model.metadata_props)
     try:
         simplified, _ = onnxsim.simplify(model, check_n=0, skip_shape_inference=False)
     except Exception as e:  # onnxsim raises RuntimeError/ValueError from its C++ core
         raise ExportError(f"onnxsim failed to simplify the model: {e}; export without --simplify") from None
-    del simplified.metadata_props[:]
-    simplified.metadata_props.extend(metadata)
+    copy_metadata(model, simplified)
     return simplified

@@ -1,4 +1,4 @@
-"""The two detection ops of ``runtime.plugin_ops`` written with torch ops that trace to standard ONNX.
+"""The two detection ops of ``runtime.plugins.spec`` written with torch ops that trace to standard ONNX.
 
 This is the ``ort`` flavor of multi-level ROIAlign and batched NMS, and also the eager computation behind
 the ``trt`` flavor's plugin nodes (so tracing either flavor runs the same numbers). Everything is batched:
@@ -17,7 +17,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs
+from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs
 
 
 class NmsResult(NamedTuple):

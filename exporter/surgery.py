@@ -8,14 +8,20 @@ will parse carry exactly the spec's attributes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
 
 import onnx
 import onnx_graphsurgeon as gs
 
-from runtime.plugin_ops import DOMAIN, NMS_FIELDS, NMS_OP, ROI_ALIGN_FIELDS, ROI_ALIGN_OP
+from runtime import onnx_contract as contract
+from runtime.plugins.spec import DOMAIN, NMS_FIELDS, NMS_OP, ROI_ALIGN_FIELDS, ROI_ALIGN_OP
 
 GraphPass = Callable[[gs.Graph], gs.Graph]
+T = TypeVar("T")
 
 
 def remove_initializer_inputs(graph: gs.Graph) -> gs.Graph:
@@ -62,7 +68,7 @@ def check_plugin_nodes(graph: gs.Graph) -> gs.Graph:
             if set(node.attrs) != expected[node.op]:
                 raise ValueError(
                     f"plugin node {node.name} has attributes {sorted(node.attrs)}, the spec "
-                    f"(runtime/plugin_ops.py) lists {sorted(expected[node.op])}"
+                    f"(runtime/plugins/spec.py) lists {sorted(expected[node.op])}"
                 )
     return graph
 
@@ -81,13 +87,55 @@ def clean_graph(model: onnx.ModelProto, passes: Sequence[GraphPass] = DEFAULT_PA
     graph = gs.import_onnx(model)
     for graph_pass in passes:
         graph = graph_pass(graph)
+    return export_like(graph, model)
+
+
+def export_like(graph: gs.Graph, model: onnx.ModelProto) -> onnx.ModelProto:
+    """``graph`` as a model with ``model``'s IR version, opset imports, producer and metadata.
+
+    onnx-graphsurgeon writes its own IR version and producer and drops ``metadata_props``; the contract
+    lives in the metadata, so every round trip through a ``gs.Graph`` goes through here.
+    """
     out = gs.export_onnx(graph)
     out.ir_version = model.ir_version
     del out.opset_import[:]
     out.opset_import.extend(model.opset_import)
     out.producer_name, out.producer_version = model.producer_name, model.producer_version
-    out.metadata_props.extend(model.metadata_props)
+    copy_metadata(model, out)
     return out
+
+
+def edit_in_place(model: onnx.ModelProto, edit: Callable[[gs.Graph], T]) -> T:
+    """Run ``edit`` (a pass that also reports something) on ``model``'s graph and write the graph back.
+
+    For callers whose API edits a ``ModelProto`` in place; returns what ``edit`` returns.
+    """
+    graph = gs.import_onnx(model)
+    result = edit(graph)
+    model.CopyFrom(export_like(graph, model))
+    return result
+
+
+def copy_metadata(
+    src: onnx.ModelProto, dst: onnx.ModelProto, updates: Mapping[str, str] | None = None
+) -> None:
+    """``dst``'s metadata becomes ``src``'s plus ``updates``: the one way a rewritten model keeps its contract."""
+    contract.set_metadata_props(dst, {**contract.metadata_props(src), **(updates or {})})
+
+
+def save_onnx_atomic(model: onnx.ModelProto, output: Path) -> None:
+    """Write ``model`` to ``output`` through a temporary file in the same folder, then rename it.
+
+    An interrupted export never leaves half a model where a later build or run would trust it.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def initializer_inputs(model: onnx.ModelProto) -> list[str]:

@@ -24,17 +24,8 @@ from pathlib import Path
 from exporter.errors import ExportError
 from exporter.trtexec import format_command, trtexec_command
 from runtime import onnx_contract as contract
-from runtime.engine_sidecar import (
-    KEY_COMPUTE_CAPABILITY,
-    KEY_GPU,
-    KEY_ONNX_SHA256,
-    KEY_PLUGIN_LIBRARY,
-    KEY_PROFILE,
-    KEY_TENSORRT_VERSION,
-    sidecar_from_metadata,
-    write_sidecar,
-)
-from runtime.plugin_ops import DOMAIN
+from runtime.engine_sidecar import write_sidecar
+from runtime.plugins.spec import DOMAIN
 from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, probe_tensorrt
 
 log = logging.getLogger(__name__)
@@ -123,8 +114,8 @@ def default_profile(info: contract.ModelInfo, max_batch: int = 1, opt_batch: int
     if info.batch is not None:
         max_batch = opt_batch = info.batch
     min_batch = info.batch or 1
-    if info.static_size is not None:
-        h, w = info.static_size
+    if info.static_input_size is not None:
+        h, w = info.static_input_size
         return ProfileShapes((min_batch, h, w), (opt_batch, h, w), (max_batch, h, w))
     long_side = pad(pre.max_size)
     opt_h, opt_w = pad(pre.min_size), pad(min(pre.min_size * 4 / 3, pre.max_size))
@@ -207,7 +198,7 @@ def build_engine(
         raise TensorRTUnavailable(missing, line)
     assert trt_version is not None and gpu_facts is not None
     if plugins is None and needs_plugins(src):
-        from runtime.plugin_library import PluginLibraryNotFound, trt_plugin_library_path
+        from runtime.plugins.library import PluginLibraryNotFound, trt_plugin_library_path
 
         try:
             plugins = trt_plugin_library_path()
@@ -221,15 +212,15 @@ def build_engine(
     props = _metadata_props(src)
     sidecar = write_sidecar(
         dst,
-        sidecar_from_metadata(
+        contract.sidecar_dict(
             props,
             {
-                KEY_TENSORRT_VERSION: trt_version,
-                KEY_GPU: gpu_facts[0],
-                KEY_COMPUTE_CAPABILITY: gpu_facts[1],
-                KEY_ONNX_SHA256: onnx_sha256(src),
-                KEY_PROFILE: profile.to_dict(),
-                KEY_PLUGIN_LIBRARY: str(plugins) if plugins else None,
+                contract.SIDECAR_TENSORRT_VERSION: trt_version,
+                contract.SIDECAR_GPU: gpu_facts[0],
+                contract.SIDECAR_COMPUTE_CAPABILITY: gpu_facts[1],
+                contract.SIDECAR_ONNX_SHA256: onnx_sha256(src),
+                contract.SIDECAR_PROFILE: profile.to_dict(),
+                contract.SIDECAR_PLUGIN_LIBRARY: str(plugins) if plugins else None,
             },
         ),
     )
@@ -240,9 +231,9 @@ def check_profile(profile: ProfileShapes, info: contract.ModelInfo) -> None:
     """A static model accepts only its own shape; say so instead of letting TensorRT fail on it."""
     for which in ("min", "opt", "max"):
         b, h, w = getattr(profile, which)
-        if info.static_size is not None and (h, w) != tuple(info.static_size):
+        if info.static_input_size is not None and (h, w) != tuple(info.static_input_size):
             raise ExportError(
-                f"the model was exported for a fixed {info.static_size[0]}x{info.static_size[1]} input, but the "
+                f"the model was exported for a fixed {info.static_input_size[0]}x{info.static_input_size[1]} input, but the "
                 f"{which} profile asks for {h}x{w}; drop the profile arguments or re-export with a dynamic size"
             )
         if info.batch is not None and b != info.batch:
@@ -260,7 +251,7 @@ def resolve_plugin_library(onnx_path: Path, plugin_library: str | os.PathLike[st
         return path
     if not needs_plugins(onnx_path):
         return None
-    from runtime.plugin_library import PluginLibraryNotFound, trt_plugin_library_path
+    from runtime.plugins.library import PluginLibraryNotFound, trt_plugin_library_path
 
     try:
         return trt_plugin_library_path()
@@ -276,7 +267,7 @@ def _metadata_props(onnx_path: Path) -> dict[str, str]:
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
+    return contract.metadata_props(model)
 
 
 def _build(

@@ -23,11 +23,13 @@ from tqdm import tqdm
 from exporter.errors import ExportError, VerificationError
 from runtime import onnx_contract as contract
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from runtime.backends.torch_backend import TorchBackend
 from runtime.compare import ComparisonReport, Tolerances, compare_detections
 from runtime.image_io import ImageReadError, list_images, read_image
-from runtime.preprocess import PreprocessParams, preprocess
+from runtime.predictor import Predictor, batched
+from runtime.preprocess import PreprocessParams
 from runtime.structures import RawDetections
-from trainer.inference import raw_forward_batch
+from runtime.synthetic import images_around
 
 #: "the export is exact": float32 rounding only. Masks get 1e-2: a random-init R-50 mask head amplifies
 #: 1e-5 feature differences to ~4e-3 in probability (pasting thresholds at 0.5). Keypoints get the box
@@ -48,40 +50,23 @@ class VerificationResult:
         return not self.failures
 
 
-def generated_images(count: int, params: PreprocessParams, seed: int = 0) -> list[np.ndarray]:
-    """``count`` BGR test images: shrunk and enlarged sizes, both orientations, the last one near-blank."""
-    rng = np.random.default_rng(seed)
-    s = params.min_size
-    factors = [(1.5, 2.0), (0.6, 0.8), (1.25, 1.0), (0.75, 0.5), (1.0, 1.33), (0.9, 1.1)]
-    images = []
-    for i in range(count):
-        fh, fw = factors[i % len(factors)]
-        h, w = max(int(s * fh), 16), max(int(s * fw), 16)
-        if i == count - 1 and count > 1:
-            # near-blank: nothing to detect for a trained model; the faint noise breaks the exact score
-            # ties a perfectly flat image gives (tie order is float noise, not a property of the export)
-            images.append((127 + rng.integers(-2, 3, (h, w, 3))).astype(np.uint8))
-            continue
-        img = (
-            rng.integers(0, 256, (h // 8 + 1, w // 8 + 1, 3), dtype=np.uint8)
-            .repeat(8, 0)
-            .repeat(8, 1)[:h, :w]
-        )
-        for _ in range(4):  # a few solid rectangles: object-like regions with edges
-            y, x = rng.integers(0, h // 2), rng.integers(0, w // 2)
-            img[y : y + h // 3, x : x + w // 3] = rng.integers(0, 256, 3, dtype=np.uint8)
-        images.append(np.ascontiguousarray(img))
-    return images
-
-
-def load_images(source: int | str | Path, params: PreprocessParams) -> list[np.ndarray]:
+def verification_paths(source: int | str | Path) -> list[Path]:
+    """The image files of ``--verify-images`` (none for ``--verify N``), checked before anything is exported:
+    a wrong folder is a user's mistake to report at once, not after minutes of tracing."""
     if isinstance(source, int):
         if source < 1:
             raise ExportError(f"--verify needs at least 1 image, got {source}")
-        return generated_images(source, params)
-    paths = list_images(source)
-    if not paths:
-        raise ExportError(f"--verify-images {source}: no images found")
+        return []
+    try:
+        return list_images(source)
+    except FileNotFoundError as e:  # list_images never returns an empty list: it says what it did not find
+        raise ExportError(f"--verify-images: {e}") from None
+
+
+def load_images(source: int | str | Path, params: PreprocessParams) -> list[np.ndarray]:
+    paths = verification_paths(source)
+    if isinstance(source, int):
+        return images_around(source, params)
     try:
         return [read_image(p) for p in paths]
     except ImageReadError as e:
@@ -98,7 +83,7 @@ def onnxruntime_load_warnings(model_path: str | Path) -> list[str]:
         os.dup2(capture.fileno(), 2)
         try:
             if info.flavor == "trt":
-                from runtime.ort_custom_ops import reference_session
+                from runtime.plugins.ort_reference import reference_session
 
                 reference_session(model_path, so)
             else:
@@ -114,22 +99,24 @@ def onnxruntime_load_warnings(model_path: str | Path) -> list[str]:
 def run_both(
     model_path: str | Path, model: nn.Module, images: Sequence[np.ndarray], progress: bool = True
 ) -> tuple[list[RawDetections], list[RawDetections], list[tuple[int, int]]]:
-    """Reference (PyTorch) and candidate (ONNX Runtime) detections of every image, batched by 2."""
-    backend = OnnxRuntimeBackend(model_path, threads=2)
-    info = backend.info
-    batch_size = info.max_batch or 2
-    reference: list[RawDetections] = []
-    candidate: list[RawDetections] = []
+    """Reference (PyTorch) and candidate (ONNX Runtime) detections of every image, batched by 2.
+
+    Both see the batch pre-processed once, as the exported model's metadata says (a static model's
+    canvas included), so any difference is the export's.
+    """
+    candidate = Predictor(OnnxRuntimeBackend(model_path, threads=2), confidence_threshold=0.0)
+    reference = Predictor(TorchBackend.from_model(model, candidate.info), confidence_threshold=0.0)
+    ref_raws: list[RawDetections] = []
+    cand_raws: list[RawDetections] = []
     sizes: list[tuple[int, int]] = []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="verify", unit="batch", disable=not progress):
-        group = list(images[start : start + batch_size])
-        batch = preprocess(group, info.preprocess, pad_to=info.static_input_size)
-        reference.extend(raw_forward_batch(model, batch))
-        candidate.extend(backend.infer(batch))
+    groups = list(batched(list(images), candidate.info.max_batch or 2))
+    for group in tqdm(groups, desc="verify", unit="batch", disable=not progress):
+        batch = candidate.preprocess(group)
+        ref_raws.extend(reference.infer_raw(batch))
+        cand_raws.extend(candidate.infer_raw(batch))
         sizes.extend(tuple(int(v) for v in s) for s in batch.image_sizes)
-    backend.close()
-    return reference, candidate, sizes
+    candidate.close()
+    return ref_raws, cand_raws, sizes
 
 
 def verify_export(

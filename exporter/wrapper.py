@@ -32,7 +32,7 @@ from torchvision.ops.poolers import MultiScaleRoIAlign
 
 from exporter import plugin_nodes, standard_ops
 from exporter.standard_ops import NmsResult
-from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs
+from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs
 
 #: RPN's and the box head's small-box thresholds, hard-coded in torchvision
 RPN_MIN_BOX_SIZE = 1e-3

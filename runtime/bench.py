@@ -25,10 +25,12 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.backends.base import BackendError
+from runtime.cli_common import add_backend_arguments, add_progress_argument, cli_main, user_errors
 from runtime.compare import format_text_table
 from runtime.image_io import iter_images
 from runtime.model_file import UnknownModelType
 from runtime.predictor import Predictor
+from runtime.synthetic import images_of_size
 
 log = logging.getLogger(__name__)
 
@@ -152,23 +154,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def synthetic_images(n: int, seed: int = 0, hw: tuple[int, int] = SYNTHETIC_HW) -> list[np.ndarray]:
-    """Noise with bright rectangles: edges for the RPN, so proposals and detections are not degenerate."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(n):
-        img = rng.integers(0, 96, (*hw, 3), dtype=np.uint8)
-        for _ in range(6):
-            x, y = int(rng.integers(0, hw[1] - 60)), int(rng.integers(0, hw[0] - 60))
-            w, h = int(rng.integers(20, 160)), int(rng.integers(20, 160))
-            color = tuple(int(v) for v in rng.integers(96, 256, 3))
-            cv2.rectangle(img, (x, y), (x + w, y + h), color, -1)
-        images.append(img)
-    return images
-
-
 def load_images(source: str | os.PathLike[str], limit: int | None = None) -> list[np.ndarray]:
     """Decoded images of a folder/glob, unreadable ones skipped with a warning (iter_images)."""
     images = []
@@ -196,69 +181,105 @@ def run_benchmark(
     """
     if not images:
         raise ValueError("no images to benchmark with")
-    backends = list(backends) if backends else [None] * len(model_paths)
-    if len(backends) == 1 and len(model_paths) > 1:
-        backends = backends * len(model_paths)
-    if len(backends) != len(model_paths):
+    backends = _backends_per_model(backends, len(model_paths))
+    options = _predictor_options(settings, backend_options)
+    results = [ModelResult(path=str(path)) for path in model_paths]
+    live = [
+        (r, pred)
+        for r, backend in zip(results, backends)
+        if (pred := _load_model(r, backend, settings, options)) is not None
+    ]
+    detections = _time_alternately(live, _batches(images, settings.batch), settings, progress)
+    for r, pred in live:
+        r.detections_per_image = detections[id(r)] / max(1, len(r.total) * settings.batch)
+        pred.close()
+    return BenchReport(settings, environment_info(), results, len(images), image_source)
+
+
+def _backends_per_model(backends: Sequence[str | None] | None, num_models: int) -> list[str | None]:
+    """One backend (None: from the file) per model: ``--backend`` given never, once for all, or per model."""
+    per_model: list[str | None] = list(backends) if backends else [None] * num_models
+    if len(per_model) == 1 and num_models > 1:
+        per_model = per_model * num_models
+    if len(per_model) != num_models:
         raise ValueError(
-            f"{len(backends)} --backend values for {len(model_paths)} models; give one or one per model"
+            f"{len(per_model)} --backend values for {num_models} models; give one or one per model"
         )
+    return per_model
+
+
+def _predictor_options(settings: BenchSettings, backend_options: dict[str, Any] | None) -> dict[str, Any]:
+    """Predictor keywords shared by all models; not strict, since one option rarely fits every backend."""
     options: dict[str, Any] = {"strict_options": False, **(backend_options or {})}
     if settings.threads is not None:
         options["threads"] = settings.threads
-    batches = [
-        [images[(i * settings.batch + j) % len(images)] for j in range(settings.batch)]
-        for i in range(max(1, len(images) // settings.batch))
+    return options
+
+
+def _batches(images: Sequence[np.ndarray], batch: int) -> list[list[np.ndarray]]:
+    """The images cut into batches, wrapping around so that fewer images than ``batch`` still fill one."""
+    return [
+        [images[(i * batch + j) % len(images)] for j in range(batch)]
+        for i in range(max(1, len(images) // batch))
     ]
 
-    results: list[ModelResult] = []
-    predictors: list[Predictor | None] = []
-    for path, backend in zip(model_paths, backends):
-        r = ModelResult(path=str(path))
-        results.append(r)
-        try:
-            r.file_mb = _file_mb(Path(path))
-            pred = Predictor(path, backend=backend, confidence_threshold=settings.confidence_threshold,
-                             min_image_size=settings.size, device=settings.device, **options)  # fmt: skip
-        except (BackendError, UnknownModelType, FileNotFoundError, ValueError, TypeError, ImportError) as e:
-            r.error = str(e)
-            log.error("skipping %s: %s", path, e)
-            predictors.append(None)
-            continue
-        r.backend, r.precision, r.load_s = pred.backend.name, pred.backend.precision, pred.load_seconds
-        r.describe = pred.backend.describe()
-        predictors.append(pred)
 
-    live = [(r, p) for r, p in zip(results, predictors) if p is not None]
+def _load_model(
+    r: ModelResult, backend: str | None, settings: BenchSettings, options: dict[str, Any]
+) -> Predictor | None:
+    """The model of ``r`` loaded (its file size, load time and backend noted in ``r``), or None with ``r.error``."""
+    try:
+        r.file_mb = _file_mb(Path(r.path))
+        pred = Predictor(r.path, backend=backend, confidence_threshold=settings.confidence_threshold,
+                         min_image_size=settings.size, device=settings.device, **options)  # fmt: skip
+    except (BackendError, UnknownModelType, FileNotFoundError, ValueError, TypeError, ImportError) as e:
+        r.error = str(e)
+        log.error("skipping %s: %s", r.path, e)
+        return None
+    r.backend, r.precision, r.load_s = pred.backend.name, pred.backend.precision, pred.load_seconds
+    r.describe = pred.backend.describe()
+    return pred
+
+
+def _time_alternately(
+    live: Sequence[tuple[ModelResult, Predictor]],
+    batches: Sequence[list[np.ndarray]],
+    settings: BenchSettings,
+    progress: bool,
+) -> dict[int, int]:
+    """Warm-up then timed iterations, every model once per iteration; detections counted per ``id(result)``."""
     detections = {id(r): 0 for r, _ in live}
     total_steps = (settings.warmup + settings.iters) * len(live)
     with tqdm(total=total_steps, desc="benchmark", unit="batch", disable=not progress) as bar:
         for it in range(settings.warmup + settings.iters):
             batch = batches[it % len(batches)]
             for r, pred in live:
-                if r.error is not None:
-                    bar.update(1)
-                    continue
-                try:
-                    t0 = time.perf_counter()
-                    dets, times = pred.predict_timed(batch)
-                    total = time.perf_counter() - t0
-                except Exception as e:  # a backend failing mid-run must not take the other models down
-                    r.error = f"failed at iteration {it}: {type(e).__name__}: {e}"
-                    log.error("%s %s", r.path, r.error)
-                    bar.update(1)
-                    continue
-                if it >= settings.warmup:
-                    r.pre.append(times.preprocess)
-                    r.infer.append(times.infer)
-                    r.post.append(times.postprocess)
-                    r.total.append(total)
-                    detections[id(r)] += sum(len(d) for d in dets)
+                if r.error is None:
+                    detections[id(r)] += _time_one(r, pred, batch, it, timed=it >= settings.warmup)
                 bar.update(1)
-    for r, pred in live:
-        r.detections_per_image = detections[id(r)] / max(1, len(r.total) * settings.batch)
-        pred.close()
-    return BenchReport(settings, environment_info(), results, len(images), image_source)
+    return detections
+
+
+def _time_one(r: ModelResult, pred: Predictor, batch: list[np.ndarray], it: int, timed: bool) -> int:
+    """One end-to-end run of ``pred``, its times appended to ``r`` when ``timed``; returns its detections.
+
+    A backend failing mid-run sets ``r.error`` rather than raising: it must not take the other models down.
+    """
+    try:
+        t0 = time.perf_counter()
+        dets, times = pred.predict_timed(batch)
+        total = time.perf_counter() - t0
+    except Exception as e:
+        r.error = f"failed at iteration {it}: {type(e).__name__}: {e}"
+        log.error("%s %s", r.path, r.error)
+        return 0
+    if not timed:
+        return 0
+    r.pre.append(times.preprocess)
+    r.infer.append(times.infer)
+    r.post.append(times.postprocess)
+    r.total.append(total)
+    return sum(len(d) for d in dets)
 
 
 def format_report(report: BenchReport) -> str:
@@ -359,10 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="model file; repeat to compare (first is the baseline)",
     )
-    p.add_argument(
-        "--backend",
-        action="append",
-        help="backend override (torch, onnxruntime, tensorrt); once, or once per --model",
+    add_backend_arguments(
+        p,
+        backend_help="backend override (torch, onnxruntime, tensorrt); once, or once per --model",
+        repeatable_backend=True,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder or glob of images")
@@ -371,8 +392,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument(
         "--confidence-threshold",
         type=float,
@@ -385,37 +404,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", help="write all timings to this JSON file")
     p.add_argument("--plot", help="write a bar chart (PNG) to this file")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_argument(p)
     return p
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
+    with user_errors():
         settings = BenchSettings(batch=args.batch, warmup=args.warmup, iters=args.iters, threads=args.threads,
                                  size=args.size, device=args.device,
                                  confidence_threshold=args.confidence_threshold)  # fmt: skip
-        if args.synthetic is not None:
-            if args.synthetic < 1:
-                raise ValueError("--synthetic needs at least 1 image")
-            images, source = (
-                synthetic_images(args.synthetic),
-                f"synthetic {SYNTHETIC_HW[0]}x{SYNTHETIC_HW[1]}",
-            )
-        else:
-            images, source = load_images(args.images), str(args.images)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    options = {"config_file": args.config_file} if args.config_file else {}
-    try:
+        images, source = _bench_images(args.synthetic, args.images)
+        options = {"config_file": args.config_file} if args.config_file else {}
         report = run_benchmark(
             args.model, images, settings, args.backend, options, source, not args.no_progress
         )
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
@@ -424,6 +428,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot_report(report, args.plot)
         print(f"wrote {args.plot}")
     return 0 if len(report.ok) == len(report.models) else 1
+
+
+def _bench_images(synthetic: int | None, folder: str | None) -> tuple[list[np.ndarray], str]:
+    """The images of ``--synthetic N`` or ``--images``, and how the report names their source."""
+    if synthetic is None:
+        return load_images(str(folder)), str(folder)
+    if synthetic < 1:
+        raise ValueError("--synthetic needs at least 1 image")
+    return images_of_size(synthetic, SYNTHETIC_HW), f"synthetic {SYNTHETIC_HW[0]}x{SYNTHETIC_HW[1]}"
 
 
 if __name__ == "__main__":

@@ -11,18 +11,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 from tqdm import tqdm
 
 from runtime.box_ops import xyxy_to_xywh
 from runtime.compare import format_text_table
+from runtime.datasets import check_coco_annotations, load_coco_annotations
 from runtime.structures import Detections
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ DETECTION_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "
 KEYPOINT_METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 CocoMetrics = dict[str, dict[str, float]]
+P = ParamSpec("P")
 
 
 @dataclass
@@ -100,26 +101,6 @@ def detections_to_coco_results(
     return results
 
 
-def evaluate_coco(
-    coco_gt: Any,
-    detections: Mapping[int, Detections],
-    iou_types: Sequence[str] = IOU_TYPES,
-    backend: str = "pycocotools",
-    label_to_category: Mapping[int, int] | None = None,
-    verbose: bool = False,
-) -> CocoMetrics:
-    """COCO metrics per IoU type, e.g. ``{"bbox": {"AP": 0.37, ...}, "segm": {...}}`` (values in [0, 1]).
-
-    ``detections`` maps every evaluated image id to its detections (an image with none still counts: its
-    ground truth becomes misses); images of the annotation file that are absent are not evaluated. IoU types
-    the ground truth or the detections lack (keypoints for Mask R-CNN, segm for Faster R-CNN) are skipped,
-    so they are absent from the result. -1 marks a metric without ground truth (e.g. APs with no small
-    objects), as in COCOeval.
-    """
-    detailed = evaluate_coco_detailed(coco_gt, detections, iou_types, backend, label_to_category, verbose)
-    return {iou_type: r.metrics for iou_type, r in detailed.items()}
-
-
 def evaluate_coco_detailed(
     coco_gt: Any,
     detections: Mapping[int, Detections],
@@ -129,7 +110,14 @@ def evaluate_coco_detailed(
     verbose: bool = False,
     kpt_oks_sigmas: Sequence[float] | None = None,
 ) -> dict[str, CocoTypeResult]:
-    """:func:`evaluate_coco` plus precision arrays (for precision-recall plots)."""
+    """COCO results per IoU type: the metrics (values in [0, 1]) and precision arrays (for PR plots).
+
+    ``detections`` maps every evaluated image id to its detections (an image with none still counts: its
+    ground truth becomes misses); images of the annotation file that are absent are not evaluated. IoU types
+    the ground truth or the detections lack (keypoints for Mask R-CNN, segm for Faster R-CNN) are skipped,
+    so they are absent from the result. -1 marks a metric without ground truth (e.g. APs with no small
+    objects), as in COCOeval.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown COCO evaluation backend {backend!r}; expected one of {BACKENDS}")
     unknown = [t for t in iou_types if t not in IOU_TYPES]
@@ -154,6 +142,23 @@ def evaluate_coco_detailed(
         out[iou_type] = _run_cocoeval(gt, dataset, results, iou_type, sorted(detections), backend, verbose,
                                       kpt_oks_sigmas)  # fmt: skip
     return out
+
+
+def _metrics_only(detailed: Callable[P, dict[str, CocoTypeResult]]) -> Callable[P, CocoMetrics]:
+    """``detailed`` returning the metrics alone: one signature to maintain, not two copies that drift apart."""
+
+    def evaluate_coco(*args: P.args, **kwargs: P.kwargs) -> CocoMetrics:
+        """COCO metrics per IoU type, e.g. ``{"bbox": {"AP": 0.37, ...}, "segm": {...}}`` (values in [0, 1]).
+
+        Takes the arguments of :func:`evaluate_coco_detailed` (which says what is evaluated and skipped) and
+        returns its metrics without the precision arrays.
+        """
+        return {iou_type: r.metrics for iou_type, r in detailed(*args, **kwargs).items()}
+
+    return evaluate_coco
+
+
+evaluate_coco = _metrics_only(evaluate_coco_detailed)
 
 
 def format_metrics_table(
@@ -226,24 +231,17 @@ def _run_cocoeval(
 
 
 def _load_dataset(coco_gt: Any) -> dict[str, Any]:
-    """The annotation dict from a path, a dict, or a pycocotools/faster-coco-eval COCO object."""
+    """The annotation dict from a path, a dict, or a pycocotools/faster-coco-eval COCO object, checked by
+    ``runtime.datasets`` (the one reader of annotation files)."""
     if isinstance(coco_gt, (str, os.PathLike)):
-        try:
-            with open(coco_gt) as f:
-                dataset = json.load(f)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"annotation file not found: {coco_gt}") from None
-        except json.JSONDecodeError as e:
-            raise ValueError(f"annotation file {coco_gt} is not valid JSON: {e}") from None
-    elif isinstance(coco_gt, Mapping):
+        return load_coco_annotations(coco_gt)
+    if isinstance(coco_gt, Mapping):
         dataset = dict(coco_gt)
     elif hasattr(coco_gt, "dataset"):
         dataset = coco_gt.dataset
     else:
         raise TypeError(f"expected an annotation path, dict or COCO object, got {type(coco_gt).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if key not in dataset:
-            raise ValueError(f"annotations lack the {key!r} list; is this a COCO instances file?")
+    check_coco_annotations(dataset)
     return dataset
 
 

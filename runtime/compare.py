@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,8 +32,29 @@ class Tolerances:
     min_ap: float | None = None
 
 
+class _MatchCounts(Protocol):
+    @property
+    def num_reference(self) -> int: ...
+    @property
+    def num_candidate(self) -> int: ...
+    @property
+    def num_matched(self) -> int: ...
+
+
+class _MatchedFractions:
+    """The matched fractions of both sides, for one image and for a whole report (which sums its images)."""
+
+    @property
+    def matched_reference(self: _MatchCounts) -> float:
+        return self.num_matched / self.num_reference if self.num_reference else 1.0
+
+    @property
+    def matched_candidate(self: _MatchCounts) -> float:
+        return self.num_matched / self.num_candidate if self.num_candidate else 1.0
+
+
 @dataclass
-class ImageComparison:
+class ImageComparison(_MatchedFractions):
     """Matching result of one image; differences are over matched pairs only (0 when there are none)."""
 
     index: int
@@ -55,17 +76,9 @@ class ImageComparison:
     def num_matched(self) -> int:
         return int(self.pairs.shape[0])
 
-    @property
-    def matched_reference(self) -> float:
-        return self.num_matched / self.num_reference if self.num_reference else 1.0
-
-    @property
-    def matched_candidate(self) -> float:
-        return self.num_matched / self.num_candidate if self.num_candidate else 1.0
-
 
 @dataclass
-class ComparisonReport:
+class ComparisonReport(_MatchedFractions):
     images: list[ImageComparison]
     iou_threshold: float
     agreement_ap: float | None = None  # see agreement_ap(); None when not computed
@@ -82,14 +95,6 @@ class ComparisonReport:
     def num_matched(self) -> int:
         return sum(im.num_matched for im in self.images)
 
-    @property
-    def matched_reference(self) -> float:
-        return self.num_matched / self.num_reference if self.num_reference else 1.0
-
-    @property
-    def matched_candidate(self) -> float:
-        return self.num_matched / self.num_candidate if self.num_candidate else 1.0
-
     def worst(self, attr: str) -> tuple[float | None, str | None]:
         """Largest value of an ImageComparison attribute over images, and the name of the image with it."""
         values = [
@@ -103,26 +108,7 @@ class ComparisonReport:
     def check(self, tol: Tolerances) -> list[str]:
         """Human-readable failures, one per diverged output; an empty list means the candidate passes."""
         failures = [f"image {im.name}: {p}" for im in self.images for p in im.problems]
-        if self.matched_reference < tol.min_matched:
-            missing = [im for im in self.images if im.unmatched_reference]
-            detail = "; ".join(
-                f"image {im.name} misses {len(im.unmatched_reference)} (best {_describe(im.unmatched_reference)})"
-                for im in missing[:5]
-            )
-            failures.append(
-                f"detections: {self.matched_reference:.1%} of {self.num_reference} reference detections matched "
-                f"(required {tol.min_matched:.1%}): {detail}"
-            )
-        if self.matched_candidate < tol.min_matched:
-            extra = [im for im in self.images if im.unmatched_candidate]
-            detail = "; ".join(
-                f"image {im.name} has {len(im.unmatched_candidate)} extra (best {_describe(im.unmatched_candidate)})"
-                for im in extra[:5]
-            )
-            failures.append(
-                f"detections: {self.matched_candidate:.1%} of {self.num_candidate} candidate detections matched "
-                f"(required {tol.min_matched:.1%}): {detail}"
-            )
+        failures += self._unmatched_failures(tol.min_matched)
         if tol.min_ap is not None and self.agreement_ap is not None and self.agreement_ap < tol.min_ap:
             failures.append(
                 f"agreement AP50 {self.agreement_ap:.3f} (the reference's detections as ground truth) is below "
@@ -139,6 +125,30 @@ class ComparisonReport:
                 failures.append(
                     f"{output}: max difference {value:.4g}{unit} exceeds tolerance {limit:.4g}{unit} (image {name})"
                 )
+        return failures
+
+    def _unmatched_failures(self, min_matched: float) -> list[str]:
+        """A failure per direction (reference, candidate) where too few detections found their partner.
+
+        Both directions read the same, but for how an image's unmatched detections are counted: the
+        reference's are ones the candidate misses, the candidate's are extra.
+        """
+        failures = []
+        for side, rate, total, count in (
+            ("reference", self.matched_reference, self.num_reference, "misses {}"),
+            ("candidate", self.matched_candidate, self.num_candidate, "has {} extra"),
+        ):
+            if rate >= min_matched:
+                continue
+            unmatched = [(im, dets) for im in self.images if (dets := getattr(im, f"unmatched_{side}"))]
+            detail = "; ".join(
+                f"image {im.name} {count.format(len(dets))} (best {_describe(dets)})"
+                for im, dets in unmatched[:5]
+            )
+            failures.append(
+                f"detections: {rate:.1%} of {total} {side} detections matched (required {min_matched:.1%}): "
+                f"{detail}"
+            )
         return failures
 
     def format_table(self) -> str:

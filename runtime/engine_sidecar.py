@@ -3,8 +3,9 @@
 An engine file carries no class names or pre-processing, and it only deserializes on the TensorRT version
 and GPU architecture it was built with; loading it elsewhere fails deep in TensorRT with a cryptic
 message. The exporter writes this sidecar next to the engine and the runtime's TensorRT backend checks it
-before deserializing, so a mismatch is one clear sentence. Keys are the ONNX metadata keys
-(``runtime.onnx_contract``) with JSON values, plus the build facts below. Plain JSON: importable anywhere.
+before deserializing, so a mismatch is one clear sentence. Its keys and their meaning are the contract's
+(``runtime.onnx_contract``: ``sidecar_dict`` / ``model_info_from_sidecar``); this module only reads and
+writes the file and checks the build facts. Plain JSON: importable anywhere.
 """
 
 from __future__ import annotations
@@ -17,26 +18,9 @@ from typing import Any
 
 from runtime import onnx_contract as contract
 
-KEY_PRECISION = "precision"
-KEY_TENSORRT_VERSION = "tensorrt_version"
-KEY_GPU = "gpu"
-KEY_COMPUTE_CAPABILITY = "compute_capability"  # "8.6"
-KEY_ONNX_SHA256 = "onnx_sha256"
-KEY_PROFILE = "profile"  # {"images": {"min": [...], "opt": [...], "max": [...]}, ...}
-KEY_PLUGIN_LIBRARY = "plugin_library"
 
-_JSON_KEYS = (
-    contract.META_CLASS_NAMES,
-    contract.META_PREPROCESS,
-    contract.META_KEYPOINT_NAMES,
-    contract.META_STATIC_SIZE,
-)
-_INT_KEYS = (
-    contract.META_OPSET,
-    contract.META_DETECTIONS_PER_IMAGE,
-    contract.META_MASK_SIZE,
-    contract.META_BATCH,
-)
+class SidecarError(ValueError):
+    """A sidecar that is missing or not a JSON object."""
 
 
 class EngineMismatchError(RuntimeError):
@@ -49,22 +33,25 @@ def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def sidecar_from_metadata(props: Mapping[str, str], build: Mapping[str, Any]) -> dict[str, Any]:
-    """ONNX ``metadata_props`` (strings) as JSON-typed sidecar entries, plus the build facts in ``build``."""
-    data: dict[str, Any] = {}
-    for key, value in props.items():
-        if key in _JSON_KEYS:
-            data[key] = json.loads(value)
-        elif key in _INT_KEYS:
-            data[key] = int(value)
-        else:
-            data[key] = value
-    data.setdefault(KEY_PRECISION, "fp32")
-    data.update(build)
+def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar's JSON object; :class:`SidecarError` names the file when it is missing or unreadable."""
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise SidecarError(
+            f"{engine_path}: its JSON sidecar {path.name} is missing; engines built by "
+            f"`python -m exporter --to tensorrt` are written with one (classes, pre-processing, precision)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SidecarError(f"{path}: unreadable engine sidecar: {e}") from None
+    if not isinstance(data, dict):
+        raise SidecarError(f"{path}: engine sidecar must be a JSON object")
     return data
 
 
 def write_sidecar(engine_path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
+    """Atomically: a build interrupted while writing never leaves a sidecar that describes no engine."""
     path = sidecar_path(engine_path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(dict(data), indent=2) + "\n")
@@ -84,9 +71,9 @@ def check_engine_compatible(
     TensorRT refuses plans from another version (major.minor.patch) and kernels are compiled per
     architecture (compute capability); another GPU model of the same architecture loads with a warning.
     """
-    built_version = str(data.get(KEY_TENSORRT_VERSION, ""))
-    built_cc = str(data.get(KEY_COMPUTE_CAPABILITY, ""))
-    built_gpu = str(data.get(KEY_GPU, ""))
+    built_version = str(data.get(contract.SIDECAR_TENSORRT_VERSION, ""))
+    built_cc = str(data.get(contract.SIDECAR_COMPUTE_CAPABILITY, ""))
+    built_gpu = str(data.get(contract.SIDECAR_GPU, ""))
     if not built_version or not built_cc:
         raise EngineMismatchError(
             f"{source}: its sidecar does not say which TensorRT version and GPU it was built for; rebuild it with "

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from runtime.backends.base import BackendError
+from runtime.cli_common import add_backend_arguments, add_progress_argument, cli_main, user_errors
 from runtime.coco_eval import CocoTypeResult, evaluate_coco_detailed, format_metrics_table
 from runtime.compare import ComparisonReport, ImageComparison, compare_detections
+from runtime.datasets import load_coco_annotations, resolve_dataset
 from runtime.image_io import ImageReadError, read_image
-from runtime.model_file import UnknownModelType
 from runtime.postprocess import postprocess
 from runtime.predictor import Predictor
 from runtime.structures import Detections, RawDetections
@@ -121,45 +121,6 @@ class EvaluationReport:
         }
 
 
-def resolve_dataset(
-    dataset: str | None, annotations: str | None, images: str | None, root: str = "datasets"
-) -> tuple[Path, Path]:
-    """Annotation file and image folder, from a catalog name (trainer, torch-side) or explicit paths."""
-    if dataset:
-        try:
-            from trainer.datasets import DatasetCatalog, DatasetError
-        except ImportError as e:
-            raise EvaluationError(
-                f"--dataset resolves names through the trainer, which needs PyTorch ({e}); "
-                f"give --annotations A.json --images DIR instead"
-            ) from None
-        try:
-            spec = DatasetCatalog.get(dataset, root=root)
-        except DatasetError as e:
-            raise EvaluationError(str(e)) from None
-        return spec.ann_file, spec.img_dir
-    if not annotations or not images:
-        raise EvaluationError("give --dataset NAME, or both --annotations A.json and --images DIR")
-    if not Path(annotations).is_file():
-        raise EvaluationError(f"annotation file not found: {annotations}")
-    if not Path(images).is_dir():
-        raise EvaluationError(f"image folder not found: {images}")
-    return Path(annotations), Path(images)
-
-
-def load_annotations(ann_file: Path) -> dict[str, Any]:
-    if not ann_file.is_file():
-        raise EvaluationError(f"annotation file not found: {ann_file}")
-    try:
-        data = json.loads(ann_file.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise EvaluationError(f"{ann_file} is not a readable JSON file: {e}") from None
-    missing = [k for k in ("images", "annotations", "categories") if k not in data]
-    if missing:
-        raise EvaluationError(f"{ann_file} lacks {missing}: is it a COCO instances file?")
-    return data
-
-
 def run_models(
     model: Predictor,
     reference: Predictor,
@@ -229,7 +190,7 @@ def evaluate_against_reference(
     progress: bool = True,
 ) -> EvaluationReport:
     """Run both models, score both with COCO, and match their detections image by image."""
-    dataset = load_annotations(ann_file)
+    dataset = load_coco_annotations(ann_file)
     if not dataset["images"]:
         raise EvaluationError(f"{ann_file} lists no images")
     if model.info.preprocess != reference.info.preprocess:
@@ -432,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="the model to check")
     p.add_argument("--reference", required=True, help="the PyTorch weights it came from (.pth)")
-    p.add_argument("--backend", help="backend for --model (default: from the file extension)")
+    add_backend_arguments(p, backend_help="backend for --model (default: from the file extension)")
     data = p.add_argument_group("data (a catalog name, or explicit files)")
     data.add_argument("--dataset", help="data set name from the trainer's catalog, e.g. shapes_val")
     data.add_argument(
@@ -448,8 +409,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--config-file", help="config of a .pth --model: needed for plain state dicts; overrides its own"
     )
     p.add_argument("--reference-config-file", help="config of --reference when it is a plain state dict")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int)
     p.add_argument(
         "--iou-threshold", type=float, default=0.5, help="IoU for matching detections (default 0.5)"
     )
@@ -461,15 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num-disagreements", type=int, default=4)
     p.add_argument("--vis-threshold", type=float, default=0.5, help="score threshold of the pictures")
-    p.add_argument("--no-progress", action="store_true")
+    add_progress_argument(p)
     return p
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        ann_file, img_dir = resolve_dataset(args.dataset, args.annotations, args.images, args.datasets_root)
+    with user_errors():  # EvaluationError and DatasetError are ValueErrors
+        spec = resolve_dataset(args.dataset, args.annotations, args.images, args.datasets_root)
+        ann_file, img_dir = spec.ann_file, spec.img_dir
         common = {
             "confidence_threshold": 0.0,
             "device": args.device,
@@ -484,9 +444,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, reference, ann_file, img_dir, args.max_images, args.iou_threshold, args.coco_backend,
             args.max_ap_drop, not args.no_progress,
         )  # fmt: skip
-    except (EvaluationError, BackendError, UnknownModelType, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,27 +50,89 @@ META_KEYPOINT_NAMES = "keypoint_names"  # JSON list, absent for models without k
 META_STATIC_SIZE = "static_size"  # JSON [H, W], absent when H and W are dynamic
 META_BATCH = "batch"  # fixed batch size, absent when the batch is dynamic
 META_PRODUCER = "producer"  # "maskrcnn-deploy exporter" + versions, for bug reports
+META_PRECISION = "precision"  # one of PRECISIONS; absent means fp32 (an export before precision passes)
+META_CALIBRATION = "calibration"  # INT8: JSON of the calibration source, method and cache
+META_INT8_ACTIVATIONS = "int8_activations"  # INT8: "uint8-asymmetric" (ort) or "int8-symmetric" (trt)
+
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+
+def metadata_props(model: Any) -> dict[str, str]:
+    """The ``metadata_props`` of an ``onnx.ModelProto`` as a dict (the one reader of raw props)."""
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata_props(model: Any, props: Mapping[str, str]) -> None:
+    """Replace the ``metadata_props`` of an ``onnx.ModelProto`` with ``props`` (the one writer)."""
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+
+
+def update_metadata_props(model: Any, updates: Mapping[str, str]) -> None:
+    """Set some keys of a model's ``metadata_props``, keeping the others and their order."""
+    set_metadata_props(model, {**metadata_props(model), **updates})
 
 
 class ContractError(ValueError):
     """A model or its outputs don't follow the ONNX contract; the message says which part."""
 
 
+# --- the engine sidecar's own keys (build facts), beside the metadata keys above -----------------------
+SIDECAR_TENSORRT_VERSION = "tensorrt_version"
+SIDECAR_GPU = "gpu"
+SIDECAR_COMPUTE_CAPABILITY = "compute_capability"  # "8.6"
+SIDECAR_ONNX_SHA256 = "onnx_sha256"
+SIDECAR_PROFILE = "profile"  # {"images": {"min": [...], "opt": [...], "max": [...]}, ...}
+SIDECAR_PLUGIN_LIBRARY = "plugin_library"
+
+#: metadata values that are JSON in ``metadata_props`` (strings there, typed in the sidecar)
+_JSON_KEYS = (META_CLASS_NAMES, META_PREPROCESS, META_KEYPOINT_NAMES, META_STATIC_SIZE)
+_INT_KEYS = (META_OPSET, META_DETECTIONS_PER_IMAGE, META_MASK_SIZE, META_BATCH)
+_REQUIRED_KEYS = (META_CLASS_NAMES, META_PREPROCESS, META_FLAVOR, META_OPSET, META_DETECTIONS_PER_IMAGE)
+_KNOWN_KEYS = frozenset(
+    (
+        *_REQUIRED_KEYS,
+        META_CONFIG,
+        META_MASK_SIZE,
+        META_KEYPOINT_NAMES,
+        META_STATIC_SIZE,
+        META_BATCH,
+        META_PRECISION,
+    )
+)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a backend needs to know about an exported model, read from its metadata."""
+    """What every consumer of a deployed model needs to know about it, whatever the file format.
 
-    class_names: list[str]
+    The exporter writes it into the ONNX metadata (:func:`metadata_dict`), the engine build copies that
+    into the sidecar (:func:`sidecar_dict`), and every backend reads it back through
+    :func:`model_info_from_metadata` / :func:`model_info_from_sidecar` or builds it from a checkpoint.
+    ``static_input_size`` is set for models built for one canvas: pre-processing then pads every batch
+    to it. ``batch`` is the file's fixed batch (None: dynamic); ``max_batch`` bounds what one ``infer``
+    call takes (a fixed batch, an engine profile's maximum; None: any size).
+    """
+
+    class_names: tuple[str, ...]  # index 0 is "__background__"
     preprocess: PreprocessParams
-    flavor: str
-    opset: int
-    detections_per_image: int
+    detections_per_image: int | None = None
+    mask_size: int | None = None  # M of the M x M mask probabilities, None without a mask head
+    keypoint_names: tuple[str, ...] | None = None
+    precision: str = "fp32"
+    flavor: str | None = None  # ONNX flavor ("ort" / "trt") where the file says
+    opset: int | None = None
     config_yaml: str = ""
-    mask_size: int | None = None
-    keypoint_names: list[str] | None = None
-    static_size: tuple[int, int] | None = None
+    static_input_size: tuple[int, int] | None = None
     batch: int | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    max_batch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)  # other metadata, build facts
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     @property
     def has_masks(self) -> bool:
@@ -80,64 +142,114 @@ class ModelInfo:
     def has_keypoints(self) -> bool:
         return self.keypoint_names is not None
 
+    def with_min_size(self, min_size: int | None) -> ModelInfo:
+        """The same model fed a different short side (``--min-image-size``); max_size is kept."""
+        if min_size is None:
+            return self
+        return replace(self, preprocess=replace(self.preprocess, min_size=int(min_size)))
+
 
 def metadata_dict(info: ModelInfo) -> dict[str, str]:
-    """``ModelInfo`` as the string key/value pairs stored in ``metadata_props``."""
-    props = {
-        META_CLASS_NAMES: json.dumps(list(info.class_names)),
-        META_PREPROCESS: json.dumps(info.preprocess.to_dict()),
-        META_OPSET: str(int(info.opset)),
+    """``ModelInfo`` as the string key/value pairs stored in ``metadata_props`` (the one writer).
+
+    ``precision`` is written only when it is not fp32: an FP32 export has always been without it.
+    """
+    if info.flavor is None or info.opset is None or info.detections_per_image is None:
+        raise ContractError("an exported model needs its flavor, opset and detections per image")
+    typed: dict[str, Any] = {
+        META_CLASS_NAMES: list(info.class_names),
+        META_PREPROCESS: info.preprocess.to_dict(),
+        META_OPSET: info.opset,
         META_FLAVOR: info.flavor,
         META_CONFIG: info.config_yaml,
-        META_DETECTIONS_PER_IMAGE: str(int(info.detections_per_image)),
+        META_DETECTIONS_PER_IMAGE: info.detections_per_image,
+        META_MASK_SIZE: info.mask_size,
+        META_KEYPOINT_NAMES: None if info.keypoint_names is None else list(info.keypoint_names),
+        META_STATIC_SIZE: None if info.static_input_size is None else list(info.static_input_size),
+        META_BATCH: info.batch,
+        META_PRECISION: None if info.precision == "fp32" else info.precision,
     }
-    if info.mask_size is not None:
-        props[META_MASK_SIZE] = str(int(info.mask_size))
-    if info.keypoint_names is not None:
-        props[META_KEYPOINT_NAMES] = json.dumps(list(info.keypoint_names))
-    if info.static_size is not None:
-        props[META_STATIC_SIZE] = json.dumps([int(v) for v in info.static_size])
-    if info.batch is not None:
-        props[META_BATCH] = str(int(info.batch))
-    props.update(info.extra)
+    props = string_metadata({k: v for k, v in typed.items() if v is not None})
+    props.update({k: str(v) for k, v in info.extra.items()})
     return props
 
 
+def string_metadata(typed: Mapping[str, Any]) -> dict[str, str]:
+    """Typed metadata (the sidecar's JSON values) -> ``metadata_props`` strings."""
+    out = {}
+    for key, value in typed.items():
+        if key in _JSON_KEYS:
+            out[key] = json.dumps([int(v) for v in value] if key == META_STATIC_SIZE else value)
+        elif key in _INT_KEYS:
+            out[key] = str(int(value))
+        else:
+            out[key] = str(value)
+    return out
+
+
+def typed_metadata(props: Mapping[str, str]) -> dict[str, Any]:
+    """``metadata_props`` strings -> JSON-typed values (what the engine sidecar stores)."""
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if key in _JSON_KEYS:
+            out[key] = json.loads(value)
+        elif key in _INT_KEYS:
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
+
+
 def model_info_from_metadata(props: Mapping[str, str], source: str = "the model") -> ModelInfo:
-    """Parse ``metadata_props``; a missing or malformed key raises :class:`ContractError` naming it."""
-    required = (META_CLASS_NAMES, META_PREPROCESS, META_FLAVOR, META_OPSET, META_DETECTIONS_PER_IMAGE)
-    missing = [k for k in required if k not in props]
+    """Parse ``metadata_props`` (the one reader); a missing or malformed key raises :class:`ContractError`."""
+    missing = [k for k in _REQUIRED_KEYS if k not in props]
     if missing:
         raise ContractError(
             f"{source} lacks metadata {', '.join(missing)}: it was not exported by `python -m exporter` "
             "(or its metadata was stripped); re-export it"
         )
     try:
-        static = props.get(META_STATIC_SIZE)
-        known = set(required) | {
-            META_CONFIG,
-            META_MASK_SIZE,
-            META_KEYPOINT_NAMES,
-            META_STATIC_SIZE,
-            META_BATCH,
-        }
+        v = typed_metadata(props)
+        static = v.get(META_STATIC_SIZE)
+        keypoints = v.get(META_KEYPOINT_NAMES)
+        precision = str(v.get(META_PRECISION, "fp32"))
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}")
         return ModelInfo(
-            class_names=list(json.loads(props[META_CLASS_NAMES])),
-            preprocess=PreprocessParams.from_dict(json.loads(props[META_PREPROCESS])),
-            flavor=props[META_FLAVOR],
-            opset=int(props[META_OPSET]),
-            detections_per_image=int(props[META_DETECTIONS_PER_IMAGE]),
-            config_yaml=props.get(META_CONFIG, ""),
-            mask_size=int(props[META_MASK_SIZE]) if META_MASK_SIZE in props else None,
-            keypoint_names=list(json.loads(props[META_KEYPOINT_NAMES]))
-            if META_KEYPOINT_NAMES in props
-            else None,
-            static_size=tuple(int(v) for v in json.loads(static)) if static else None,  # type: ignore[arg-type]
-            batch=int(props[META_BATCH]) if META_BATCH in props else None,
-            extra={k: v for k, v in props.items() if k not in known},
+            class_names=tuple(str(n) for n in v[META_CLASS_NAMES]),
+            preprocess=PreprocessParams.from_dict(v[META_PREPROCESS]),
+            detections_per_image=int(v[META_DETECTIONS_PER_IMAGE]),
+            mask_size=v.get(META_MASK_SIZE),
+            keypoint_names=None if keypoints is None else tuple(str(n) for n in keypoints),
+            precision=precision,
+            flavor=str(v[META_FLAVOR]),
+            opset=int(v[META_OPSET]),
+            config_yaml=str(v.get(META_CONFIG, "")),
+            static_input_size=(int(static[0]), int(static[1])) if static else None,
+            batch=v.get(META_BATCH),
+            max_batch=v.get(META_BATCH),
+            extra={k: val for k, val in props.items() if k not in _KNOWN_KEYS},
         )
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, IndexError) as e:
         raise ContractError(f"{source} has malformed metadata: {e}") from None
+
+
+def sidecar_dict(props: Mapping[str, str], build: Mapping[str, Any]) -> dict[str, Any]:
+    """An engine sidecar: the ONNX ``metadata_props`` JSON-typed, ``precision`` always, plus build facts."""
+    data = typed_metadata(props)
+    data.setdefault(META_PRECISION, "fp32")
+    data.update(build)
+    return data
+
+
+def model_info_from_sidecar(data: Mapping[str, Any], source: str = "the engine") -> ModelInfo:
+    """Parse an engine sidecar: its metadata keys as in the ONNX, build facts kept in ``extra``."""
+    metadata = {k: v for k, v in data.items() if k in _KNOWN_KEYS}
+    try:
+        info = model_info_from_metadata(string_metadata(metadata), f"{source}'s sidecar")
+    except (ValueError, TypeError) as e:
+        raise ContractError(f"{source}'s sidecar has a malformed entry: {e}") from None
+    return replace(info, extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS})
 
 
 def read_metadata(model: str | Path | Any) -> ModelInfo:
@@ -152,7 +264,7 @@ def read_metadata(model: str | Path | Any) -> ModelInfo:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # onnx raises DecodeError and others for foreign files
             raise ContractError(f"{path} is not a readable ONNX model: {e}") from None
-        props = {p.key: p.value for p in proto.metadata_props}
+        props = metadata_props(proto)
         return model_info_from_metadata(props, str(path))
     meta = getattr(model, "get_modelmeta", None)
     if meta is None:

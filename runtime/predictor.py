@@ -13,18 +13,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
-from runtime.backends.base import Backend, ModelInfo, split_batches
+from runtime.backends.base import Backend, split_batches
 from runtime.draw import draw_detections, mask_heatmap_montage
 from runtime.model_file import load_backend
+from runtime.onnx_contract import ModelInfo
 from runtime.postprocess import postprocess_batch
 from runtime.preprocess import PreprocessedBatch, preprocess
 from runtime.structures import Detections, RawDetections
+
+T = TypeVar("T")
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items: the one way every loop over images forms batches
+    (training-time evaluation, export verification, the benchmark)."""
+    step = max(1, int(size))
+    for start in range(0, len(items), step):
+        yield items[start : start + step]
 
 
 @dataclass

@@ -24,10 +24,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.backends.base import BackendError
+from runtime.cli_common import add_backend_arguments, cli_main, user_errors
 from runtime.draw import put_text_lines
 from runtime.image_io import IMAGE_EXTENSIONS, iter_images, list_images
-from runtime.model_file import UnknownModelType
 from runtime.predictor import Predictor, StageTimes
 from runtime.structures import Detections
 
@@ -173,14 +172,43 @@ def run_webcam(
 ) -> WebcamStats:
     """Run the three-stage pipeline until the source ends, ``max_frames`` are shown, or q/Esc is pressed."""
     stats = WebcamStats()
-    stop = threading.Event()
-    frames: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-    results: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-    stage = StageTimes()
+    pipe = _Pipeline(queue_size)
+    threads = [
+        threading.Thread(
+            target=_capture, args=(source, pipe, stats, max_frames), name="capture", daemon=True
+        ),
+        threading.Thread(target=_infer, args=(predictor, pipe), name="inference", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    presenter = _Presenter(predictor, output, display, window)
+    started = time.perf_counter()
+    try:
+        _present_results(pipe, presenter, stats, log_progress=output is None and not source.live)
+    except KeyboardInterrupt:
+        log.info("interrupted")
+    finally:
+        pipe.stop.set()
+        for t in threads:
+            t.join(timeout=5)
+        source.close()
+        presenter.close()
+    _fill_rates(stats, time.perf_counter() - started, presenter.latencies, pipe.stage)
+    return stats
 
-    def put(q: queue.Queue[Any], item: Any) -> bool:
+
+class _Pipeline:
+    """The queues and stop flag the stages share, and the inference stage's accumulated times."""
+
+    def __init__(self, queue_size: int) -> None:
+        self.stop = threading.Event()
+        self.frames: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.results: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.stage = StageTimes()
+
+    def put(self, q: queue.Queue[Any], item: Any) -> bool:
         """Blocking put that gives up when the pipeline stops (so no thread hangs on a full queue)."""
-        while not stop.is_set():
+        while not self.stop.is_set():
             try:
                 q.put(item, timeout=0.1)
                 return True
@@ -188,100 +216,125 @@ def run_webcam(
                 continue
         return False
 
-    def capture() -> None:
-        try:
-            for i, (image, name) in enumerate(source):
-                if stop.is_set() or (max_frames is not None and i >= max_frames):
-                    break
-                stats.frames_read += 1
-                frame = Frame(i, image, time.perf_counter(), name)
-                if source.live:  # never wait on the model: replace the oldest waiting frame
-                    while True:
-                        try:
-                            frames.put_nowait(frame)
-                            break
-                        except queue.Full:
-                            try:
-                                frames.get_nowait()
-                                stats.frames_dropped += 1
-                            except queue.Empty:
-                                pass
-                elif not put(frames, frame):
-                    break
-        except Exception as e:  # surfaced in the main thread, which owns the user's terminal
-            put(frames, e)
-        finally:
-            put(frames, _END)
 
-    def infer() -> None:
-        try:
-            while True:
-                item = frames.get()
-                if item is _END or isinstance(item, Exception):
-                    put(results, item)
-                    return
-                (det,), times = predictor.predict_timed([item.image])
-                nonlocal stage
-                stage += times
-                if not put(results, (item, det, times)):
-                    return
-        except Exception as e:
-            put(results, e)
+def _capture(source: FrameSource, pipe: _Pipeline, stats: WebcamStats, max_frames: int | None) -> None:
+    """Capture stage: frames into ``pipe.frames``, then the end marker (an exception goes first, if any)."""
+    try:
+        for i, (image, name) in enumerate(source):
+            if pipe.stop.is_set() or (max_frames is not None and i >= max_frames):
+                break
+            stats.frames_read += 1
+            frame = Frame(i, image, time.perf_counter(), name)
+            if source.live:  # never wait on the model: replace the oldest waiting frame
+                _put_dropping_oldest(pipe.frames, frame, stats)
+            elif not pipe.put(pipe.frames, frame):
+                break
+    except Exception as e:  # surfaced in the main thread, which owns the user's terminal
+        pipe.put(pipe.frames, e)
+    finally:
+        pipe.put(pipe.frames, _END)
 
-    threads = [threading.Thread(target=capture, name="capture", daemon=True),
-               threading.Thread(target=infer, name="inference", daemon=True)]  # fmt: skip
-    for t in threads:
-        t.start()
-    started = time.perf_counter()
-    fps_ema = 0.0
-    last_shown: float | None = None
-    latencies: list[float] = []
+
+def _put_dropping_oldest(frames: queue.Queue[Any], frame: Frame, stats: WebcamStats) -> None:
+    """Queue ``frame`` at once, dropping (and counting) the oldest waiting frame when the queue is full."""
+    while True:
+        try:
+            frames.put_nowait(frame)
+            return
+        except queue.Full:
+            try:
+                frames.get_nowait()
+                stats.frames_dropped += 1
+            except queue.Empty:
+                pass
+
+
+def _infer(predictor: Predictor, pipe: _Pipeline) -> None:
+    """Inference stage: ``(frame, detections, times)`` per frame into ``pipe.results``; passes on the end."""
     try:
         while True:
-            item = results.get()
-            if item is _END:
-                break
-            if isinstance(item, Exception):
-                raise item
-            frame, det, times = item
-            out = _annotate(predictor, frame, det, times, fps_ema)
-            now = time.perf_counter()
-            latencies.append(now - frame.captured_at)
-            if last_shown is not None:
-                inst = 1.0 / max(now - last_shown, 1e-6)
-                fps_ema = inst if fps_ema == 0.0 else 0.9 * fps_ema + 0.1 * inst
-            last_shown = now
-            stats.frames_processed += 1
-            if output is not None:
-                output.write(out, frame.name)
-                stats.frames_written += 1
-            if display:
-                try:
-                    cv2.imshow(window, out)
-                    key = cv2.waitKey(1) & 0xFF
-                except cv2.error as e:
-                    log.warning(
-                        "cannot show a window (%s); continuing without display",
-                        str(e).strip().splitlines()[-1],
-                    )
-                    display = False
-                    key = -1
-                if key in _QUIT_KEYS:
-                    break
-            if not display and output is None and not source.live and stats.frames_processed % 50 == 0:
-                log.info("%d frames processed", stats.frames_processed)
-    except KeyboardInterrupt:
-        log.info("interrupted")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=5)
-        source.close()
-        if output is not None:
-            output.close()
-        if display:
+            item = pipe.frames.get()
+            if item is _END or isinstance(item, Exception):
+                pipe.put(pipe.results, item)
+                return
+            (det,), times = predictor.predict_timed([item.image])
+            pipe.stage += times
+            if not pipe.put(pipe.results, (item, det, times)):
+                return
+    except Exception as e:
+        pipe.put(pipe.results, e)
+
+
+def _present_results(pipe: _Pipeline, presenter: _Presenter, stats: WebcamStats, log_progress: bool) -> None:
+    """Main-thread stage: show/write every result until the end, a stage's exception (re-raised) or quit."""
+    while True:
+        item = pipe.results.get()
+        if item is _END:
+            return
+        if isinstance(item, Exception):
+            raise item
+        frame, det, times = item
+        quit_asked = presenter.present(frame, det, times)
+        stats.frames_processed += 1
+        if presenter.output is not None:
+            stats.frames_written += 1
+        if quit_asked:
+            return
+        if log_progress and not presenter.display and stats.frames_processed % 50 == 0:
+            log.info("%d frames processed", stats.frames_processed)
+
+
+class _Presenter:
+    """Display and/or write stage: annotates each frame and measures what the user sees (FPS, latency)."""
+
+    def __init__(self, predictor: Predictor, output: FrameSink | None, display: bool, window: str) -> None:
+        self.predictor = predictor
+        self.output = output
+        self.display = display
+        self.window = window
+        self.fps_ema = 0.0
+        self.last_shown: float | None = None
+        self.latencies: list[float] = []
+
+    def present(self, frame: Frame, det: Detections, times: StageTimes) -> bool:
+        """Annotate, write and show one frame; True when the user pressed q or Esc."""
+        out = _annotate(self.predictor, frame, det, times, self.fps_ema)
+        self._tick(frame)
+        if self.output is not None:
+            self.output.write(out, frame.name)
+        return self._show(out) if self.display else False
+
+    def _tick(self, frame: Frame) -> None:
+        """Note the frame's capture-to-display latency and update the smoothed FPS."""
+        now = time.perf_counter()
+        self.latencies.append(now - frame.captured_at)
+        if self.last_shown is not None:
+            inst = 1.0 / max(now - self.last_shown, 1e-6)
+            self.fps_ema = inst if self.fps_ema == 0.0 else 0.9 * self.fps_ema + 0.1 * inst
+        self.last_shown = now
+
+    def _show(self, out: np.ndarray) -> bool:
+        """Show ``out``; a window that can't be shown turns the display off instead of ending the run."""
+        try:
+            cv2.imshow(self.window, out)
+            key = cv2.waitKey(1) & 0xFF
+        except cv2.error as e:
+            log.warning(
+                "cannot show a window (%s); continuing without display", str(e).strip().splitlines()[-1]
+            )
+            self.display = False
+            return False
+        return key in _QUIT_KEYS
+
+    def close(self) -> None:
+        if self.output is not None:
+            self.output.close()
+        if self.display:
             cv2.destroyAllWindows()
-    elapsed = time.perf_counter() - started
+
+
+def _fill_rates(stats: WebcamStats, elapsed: float, latencies: list[float], stage: StageTimes) -> None:
+    """Rates and per-frame averages of the finished run, into ``stats``."""
     n = max(stats.frames_processed, 1)
     stats.fps = stats.frames_processed / elapsed if elapsed > 0 else 0.0
     stats.mean_latency_ms = 1e3 * float(np.mean(latencies)) if latencies else 0.0
@@ -290,7 +343,6 @@ def run_webcam(
         "infer": 1e3 * stage.infer / n,
         "post": 1e3 * stage.postprocess / n,
     }
-    return stats
 
 
 def _annotate(
@@ -325,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect and draw on a camera, video, or image folder with any model file.",
     )
     p.add_argument("--model", required=True, help="model file (.pth, .onnx, .engine)")
-    p.add_argument("--backend", help="backend override (torch, onnxruntime, tensorrt)")
+    add_backend_arguments(p)
     p.add_argument("--input", default="0", help="camera index, video file, image folder or glob (default 0)")
     p.add_argument("--output", help="annotated output: a video file (.mp4, .avi) or a folder of JPEGs")
     p.add_argument("--no-display", action="store_true", help="no window (automatic without a display)")
@@ -336,8 +388,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show-mask-heatmaps", action="store_true", help="show the top masks' probabilities")
     p.add_argument("--masks-per-dim", type=int, default=2, help="heatmap grid size (default 2)")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int)
     p.add_argument(
         "--config-file",
         help="config of a .pth model: needed for plain state dicts; overrides a checkpoint's own",
@@ -345,15 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     display = not args.no_display and display_available()
     if not args.no_display and not display:
         log.info("no display available: running headless")
     if not display and args.output is None and args.input.isdigit():
         log.warning("headless live camera without --output: nothing will be shown or saved (Ctrl-C stops)")
-    try:
+    with user_errors(OSError):  # SourceError is one; so is an output folder that can't be made
         source = FrameSource(args.input)
         predictor = Predictor(
             args.model, backend=args.backend, confidence_threshold=args.confidence_threshold,
@@ -362,9 +412,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             strict_options=False,
         )  # fmt: skip
         sink = FrameSink(args.output, source.fps) if args.output else None
-    except (SourceError, BackendError, UnknownModelType, FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     stats = run_webcam(predictor, source, sink, display, args.max_frames)
     print(
         f"{stats.frames_processed} frames processed ({stats.frames_read} read, {stats.frames_dropped} dropped, "

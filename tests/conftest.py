@@ -1,17 +1,13 @@
-"""Shared fixtures: a tiny generated shapes data set and the overrides that make a model train in seconds."""
+"""Shared fixtures: a tiny generated shapes data set (helpers to import live in tests/common.py)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 # Tests run side by side on 2 cores: one thread each keeps them from fighting over the cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-REPO = Path(__file__).resolve().parents[1]
-SHAPES_CONFIG = REPO / "configs" / "shapes_mask_rcnn_R_18_FPN.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -24,20 +20,26 @@ def tiny_shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {split: f"{ann}:{img}" for split, (ann, img) in splits.items()}
 
 
-def tiny_train_opts(tiny_shapes: dict[str, str], output_dir: Path, max_iter: int = 4) -> list[str]:
-    """Overrides of the shapes config for a seconds-long run on small images."""
-    return [
-        "DATASETS.TRAIN", f"('{tiny_shapes['train']}',)",
-        "DATASETS.TEST", f"('{tiny_shapes['val']}',)",
-        "INPUT.MIN_SIZE_TRAIN", "(128,)",
-        "INPUT.MAX_SIZE_TRAIN", "192",
-        "INPUT.MIN_SIZE_TEST", "128",
-        "INPUT.MAX_SIZE_TEST", "192",
-        "SOLVER.IMS_PER_BATCH", "2",
-        "SOLVER.MAX_ITER", str(max_iter),
-        "SOLVER.STEPS", f"({max_iter // 2},)",
-        "SOLVER.WARMUP_ITERS", "2",
-        "SOLVER.CHECKPOINT_PERIOD", "2",
-        "DATALOADER.NUM_WORKERS", "0",
-        "OUTPUT_DIR", str(output_dir),
-    ]  # fmt: skip
+@pytest.fixture(scope="session")
+def shapes_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """The exporter tests' seeded random-init shapes model (tests/exporter_helpers.py), made once per run."""
+    from tests.exporter_helpers import save_shapes_checkpoint
+
+    return save_shapes_checkpoint(tmp_path_factory.mktemp("shapes_ckpt") / "shapes.pth")
+
+
+@pytest.fixture(scope="session")
+def random_shapes_checkpoint(tmp_path_factory: pytest.TempPathFactory):
+    """The runtime tests' random-init shapes model in our checkpoint format (tests/runtime_fixtures.py)."""
+    from tests.runtime_fixtures import save_random_shapes_checkpoint
+
+    return save_random_shapes_checkpoint(tmp_path_factory.mktemp("random_ckpt"))
+
+
+@pytest.fixture(scope="session")
+def random_shapes_onnx(random_shapes_checkpoint, tmp_path_factory: pytest.TempPathFactory):
+    """``random_shapes_checkpoint`` exported once (ort flavor), for the tests that run an ONNX model."""
+    from exporter.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("random_onnx") / "model.onnx"
+    return export_onnx(random_shapes_checkpoint, out, progress=False).path

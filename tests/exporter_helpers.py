@@ -11,17 +11,17 @@ from typing import Any
 
 import torch
 
+from tests.common import SHAPES_CONFIG
 from trainer.config import load_config
 from trainer.model import build_model
 
-REPO = Path(__file__).resolve().parents[1]
-SHAPES_CONFIG = REPO / "configs" / "shapes_mask_rcnn_R_18_FPN.yaml"
 #: small inputs keep every export and verification in seconds
 SHAPES_OPTS = ["MODEL.ROI_HEADS.SCORE_THRESH", "0.01", "INPUT.MIN_SIZE_TEST", "192", "INPUT.MAX_SIZE_TEST", "320",
                "TEST.DETECTIONS_PER_IMG", "30"]  # fmt: skip
 #: the shapes config as a Keypoint R-CNN: the shapes data has 4 keypoints per object; a narrow keypoint head
 KEYPOINT_OPTS = ["MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "True", "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "4",
                  "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", "(64, 64)"]  # fmt: skip
+#: names stored with the random weights (the export golden records them; not the generator's classes)
 SHAPES_CLASSES = ["__background__", "square", "circle", "triangle", "star", "ring"]
 
 

@@ -70,15 +70,16 @@ def export_tiny_model(
         )
     model = onnx.load(str(path))
     info = contract.ModelInfo(
-        class_names=["__background__", "a", "b", "c"],
+        class_names=("__background__", "a", "b", "c"),
         preprocess=PARAMS,
         flavor="ort",
         opset=17,
         detections_per_image=4,
-        static_size=static_size,
+        static_input_size=static_size,
         batch=batch,
+        max_batch=batch,
     )
-    onnx.helper.set_model_props(model, contract.metadata_dict(info))
+    contract.set_metadata_props(model, contract.metadata_dict(info))
     onnx.save(model, str(path))
     return path
 

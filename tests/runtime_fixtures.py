@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-SHAPES_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shapes_mask_rcnn_R_18_FPN.yaml"
+from tests.common import SHAPES_CONFIG, shapes_class_names
+
 #: a lowered score threshold so a random model detects; small sizes keep CPU runs fast
 TEST_OPTS = (
     "MODEL.ROI_HEADS.SCORE_THRESH", "0.01",
@@ -28,13 +29,12 @@ def save_random_shapes_checkpoint(out_dir: Path, seed: int = 0, name: str = "mod
     from trainer.checkpoint import save_checkpoint
     from trainer.config import config_to_yaml, load_config
     from trainer.model import build_model
-    from trainer.shapes import SHAPES_CLASSES
 
     cfg = load_config(SHAPES_CONFIG, list(TEST_OPTS))
     torch.manual_seed(seed)
     model = build_model(cfg, train=False)
     return save_checkpoint(out_dir, name, model, None, None, 0, config_to_yaml(cfg),
-                           ["__background__", *SHAPES_CLASSES])  # fmt: skip
+                           shapes_class_names())  # fmt: skip
 
 
 def make_image(seed: int = 0, h: int = 120, w: int = 160) -> np.ndarray:

@@ -12,11 +12,10 @@ import pytest
 import torch
 from pycocotools import mask as mask_utils
 
+from runtime.datasets import DatasetCatalog, DatasetError
 from trainer import datasets as datasets_module
 from trainer.datasets import (
     COCODetection,
-    DatasetCatalog,
-    DatasetError,
     IterationBatchSampler,
     aspect_ratio_groups,
     build_test_loader,
@@ -242,7 +241,7 @@ def test_catalog_names_explicit_paths_and_on_demand_shapes(
         return generate(output_dir, num_train=2, num_val=1, progress=False)
 
     monkeypatch.setattr(shapes, "generate_shapes_dataset", small)
-    with caplog.at_level(logging.INFO, logger="trainer.datasets"):
+    with caplog.at_level(logging.INFO, logger="runtime.datasets"):
         spec = DatasetCatalog.get("shapes_val", tmp_path)
     assert calls == [tmp_path / "shapes"] and spec.ann_file.is_file()
     assert any("generating" in r.getMessage() for r in caplog.records)

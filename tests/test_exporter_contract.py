@@ -11,14 +11,14 @@ from runtime.preprocess import PreprocessParams
 
 
 def _info(**kw: object) -> contract.ModelInfo:
-    base = dict(class_names=["__background__", "a", "b"], preprocess=PreprocessParams(min_size=256, max_size=480),
+    base = dict(class_names=("__background__", "a", "b"), preprocess=PreprocessParams(min_size=256, max_size=480),
                 flavor="ort", opset=17, detections_per_image=3, mask_size=28)  # fmt: skip
     base.update(kw)
     return contract.ModelInfo(**base)  # type: ignore[arg-type]
 
 
 def test_metadata_round_trip() -> None:
-    info = _info(static_size=(320, 480), batch=2, config_yaml="MODEL:\n  MASK_ON: true\n")
+    info = _info(static_input_size=(320, 480), batch=2, max_batch=2, config_yaml="MODEL:\n  MASK_ON: true\n")
     back = contract.model_info_from_metadata(contract.metadata_dict(info))
     assert back == info
 

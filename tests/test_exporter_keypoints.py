@@ -11,10 +11,11 @@ import torch
 
 from exporter.model_loading import load_model
 from exporter.onnx_export import export_onnx
-from exporter.verify import generated_images, verify_export
+from exporter.verify import verify_export
 from runtime import onnx_contract as contract
-from runtime.plugin_ops import ROI_ALIGN_OP
+from runtime.plugins.spec import ROI_ALIGN_OP
 from runtime.preprocess import preprocess
+from runtime.synthetic import images_around
 from tests.exporter_helpers import KEYPOINT_OPTS, SHAPES_OPTS, assert_verified, save_shapes_checkpoint
 from trainer.inference import preprocess_params, raw_forward_batch
 
@@ -31,7 +32,7 @@ def exported(request: pytest.FixtureRequest, checkpoint: Path, tmp_path_factory:
     if flavor == "trt":
         pytest.importorskip("onnxruntime_extensions")
         try:
-            from runtime.plugin_library import ensure_built
+            from scripts.build_plugins import ensure_built
 
             ensure_built()
         except Exception as e:  # no compiler here: the reference ops cannot run
@@ -56,7 +57,7 @@ def test_graph_outputs_heatmaps_and_names(exported) -> None:
     dims = [d.dim_param or d.dim_value for d in model.graph.output[-1].type.tensor_type.shape.dim]
     assert dims == ["batch", 30, 4, 56, 56]
     info = contract.read_metadata(exported.path)
-    assert info.keypoint_names == [f"keypoint_{i}" for i in range(4)] and info.mask_size is None
+    assert info.keypoint_names == tuple(f"keypoint_{i}" for i in range(4)) and info.mask_size is None
     if exported.info.flavor == "trt":  # box pooler + keypoint pooler, both plugin nodes
         assert [n.op_type for n in model.graph.node].count(ROI_ALIGN_OP) == 2
 
@@ -65,7 +66,7 @@ def test_reference_keypoints_equal_torchvisions_decoding(checkpoint: Path) -> No
     """The PyTorch side decodes its heatmaps with runtime's decoding; that must be torchvision's result."""
     loaded = load_model(None, checkpoint)
     model = loaded.model
-    batch = preprocess(generated_images(2, preprocess_params(loaded.cfg)), preprocess_params(loaded.cfg))
+    batch = preprocess(images_around(2, preprocess_params(loaded.cfg)), preprocess_params(loaded.cfg))
     ours = raw_forward_batch(model, batch)
     images = torch.from_numpy(batch.images)
     sizes = [tuple(s) for s in batch.image_sizes.tolist()]

@@ -59,7 +59,7 @@ def test_fp16_export_is_mixed_precision_and_verified(
     model = onnx.load(str(out))
     assert any(n.op_type == "Cast" for n in model.graph.node)
     assert any(t.data_type == FLOAT16 for t in model.graph.initializer)  # the dense weights
-    assert read_metadata(out).extra["precision"] == "fp16"
+    assert read_metadata(out).precision == "fp16"
     _check_runs_with_fp32_io(out)
 
 
@@ -75,7 +75,7 @@ def test_int8_export_has_qdq_and_reuses_its_calibration_cache(
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     info = read_metadata(out)
-    assert info.extra["precision"] == "int8" and info.extra["int8_activations"] == "uint8-asymmetric"
+    assert info.precision == "int8" and info.extra["int8_activations"] == "uint8-asymmetric"
     _check_runs_with_fp32_io(out)
     # a second export needs no images: the cache holds this model's ranges
     again = setup["root"] / "again_int8.onnx"
@@ -115,7 +115,7 @@ def test_tensorrt_without_tensorrt_writes_the_onnx_and_prints_trtexec(
     )
     built_from = setup["root"] / "model.onnx"
     info = read_metadata(built_from)  # the ONNX it would build from: the trt flavor, in FP16
-    assert info.flavor == "trt" and info.extra["precision"] == "fp16"
+    assert info.flavor == "trt" and info.precision == "fp16"
     line = next(line.strip() for line in err.splitlines() if line.strip().startswith("trtexec "))
     args = shlex.split(line)
     assert args[1:4] == [f"--onnx={built_from}", f"--saveEngine={engine}", "--stronglyTyped"]

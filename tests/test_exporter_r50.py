@@ -19,12 +19,13 @@ import torch
 
 from exporter.model_loading import load_model
 from exporter.onnx_export import export_onnx
-from exporter.verify import generated_images, verify_export
+from exporter.verify import verify_export
 from exporter.wrapper import ExportableDetector
 from runtime import onnx_contract as contract
 from runtime.coco_classes import COCO_TORCHVISION_CLASSES
 from runtime.compare import compare_detections
 from runtime.preprocess import preprocess
+from runtime.synthetic import images_around
 from tests.exporter_helpers import save_r50_state_dict
 from trainer.inference import preprocess_params, raw_forward_batch
 
@@ -43,7 +44,7 @@ def test_r50_state_dict_matches_pytorch(flavor: str, tmp_path_factory: pytest.Te
         weights, tmp / "r50.onnx", opts=SMALL, flavor=flavor, simplify=flavor == "trt", progress=False
     )
     info = contract.read_metadata(result.path)
-    assert info.class_names == list(COCO_TORCHVISION_CLASSES)
+    assert list(info.class_names) == list(COCO_TORCHVISION_CLASSES)
     model = load_model(None, weights, SMALL).model
     verified = verify_export(result.path, model, 4, progress=False, raise_on_failure=False)
     report = verified.report
@@ -70,7 +71,7 @@ def test_wrapper_computes_torchvisions_detections(
     loaded = load_model(None, weights, SMALL)
     params = preprocess_params(loaded.cfg)
     wrapper = ExportableDetector(loaded.model, "ort")
-    images = generated_images(4, params)
+    images = images_around(4, params)
     reference, candidate = [], []
     names = [*contract.DETECTION_OUTPUTS, contract.OUTPUT_MASKS]
     for start in (0, 2):  # batches of 2 with different image sizes, like the verification

@@ -13,25 +13,22 @@ from exporter.onnx_export import export_onnx
 from exporter.surgery import initializer_inputs
 from exporter.verify import verify_export
 from runtime import onnx_contract as contract
-from tests.exporter_helpers import SHAPES_CLASSES, assert_verified, save_shapes_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_shapes_checkpoint(tmp_path_factory.mktemp("ckpt") / "shapes.pth")
+from tests.exporter_helpers import SHAPES_CLASSES, assert_verified
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "simplified"])
-def exported(request: pytest.FixtureRequest, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def exported(
+    request: pytest.FixtureRequest, shapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+):
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    # no --config-file: the checkpoint's saved config is used
-    return export_onnx(checkpoint, out, flavor="ort", simplify=request.param, progress=False)
+    # no --config-file: the shapes_checkpoint's saved config is used
+    return export_onnx(shapes_checkpoint, out, flavor="ort", simplify=request.param, progress=False)
 
 
-def test_matches_pytorch_on_shrunk_enlarged_and_batched_images(exported, checkpoint: Path) -> None:
+def test_matches_pytorch_on_shrunk_enlarged_and_batched_images(exported, shapes_checkpoint: Path) -> None:
     from exporter.model_loading import load_model
 
-    model = load_model(None, checkpoint).model
+    model = load_model(None, shapes_checkpoint).model
     # 5 generated images: 2 shrunk, 2 enlarged, 1 near-blank; batches of 2, 2 and 1
     result = verify_export(exported.path, model, 5, progress=False, raise_on_failure=False)
     assert_verified(result, 5, 30)
@@ -49,7 +46,7 @@ def test_graph_is_clean_and_self_describing(exported) -> None:
     dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
     info = contract.read_metadata(exported.path)
-    assert info.class_names == SHAPES_CLASSES
+    assert list(info.class_names) == SHAPES_CLASSES
     assert info.flavor == "ort" and info.opset == 17
     assert info.mask_size == 28 and info.detections_per_image == 30
     assert info.preprocess.min_size == 192 and info.preprocess.max_size == 320
@@ -76,13 +73,13 @@ def test_padding_never_leaks(exported) -> None:
         assert out["boxes"][b, :n, 3].max(initial=0) <= sizes[b, 0] + 1e-3
 
 
-def test_divergence_is_reported_by_output_name(exported, checkpoint: Path) -> None:
+def test_divergence_is_reported_by_output_name(exported, shapes_checkpoint: Path) -> None:
     import torch
 
     from exporter.errors import VerificationError
     from exporter.model_loading import load_model
 
-    model = load_model(None, checkpoint).model
+    model = load_model(None, shapes_checkpoint).model
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias[1] += 0.02  # scores move by ~2e-3, boxes not at all
     with pytest.raises(VerificationError, match="scores: max difference"):

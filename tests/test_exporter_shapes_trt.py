@@ -11,27 +11,23 @@ from exporter.model_loading import load_model
 from exporter.onnx_export import export_onnx
 from exporter.surgery import initializer_inputs
 from exporter.verify import verify_export
-from runtime.plugin_ops import DOMAIN, NMS_FIELDS, NMS_OP, ROI_ALIGN_FIELDS, ROI_ALIGN_OP
-from tests.exporter_helpers import save_shapes_checkpoint
+from runtime.plugins.spec import DOMAIN, NMS_FIELDS, NMS_OP, ROI_ALIGN_FIELDS, ROI_ALIGN_OP
 
 pytest.importorskip("onnxruntime_extensions")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_shapes_checkpoint(tmp_path_factory.mktemp("ckpt") / "shapes.pth")
-
-
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "simplified"])
-def exported(request: pytest.FixtureRequest, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+def exported(
+    request: pytest.FixtureRequest, shapes_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
+):
     try:
-        from runtime.plugin_library import ensure_built
+        from scripts.build_plugins import ensure_built
 
         ensure_built()
     except Exception as e:  # no compiler here: the reference ops cannot run
         pytest.skip(f"plugin reference library unavailable: {e}")
     out = tmp_path_factory.mktemp("onnx") / "model_trt.onnx"
-    return export_onnx(checkpoint, out, flavor="trt", simplify=request.param, progress=False)
+    return export_onnx(shapes_checkpoint, out, flavor="trt", simplify=request.param, progress=False)
 
 
 def test_plugin_nodes_replace_roi_align_and_nms(exported) -> None:
@@ -52,8 +48,8 @@ def test_plugin_nodes_replace_roi_align_and_nms(exported) -> None:
     assert exported.info.flavor == "trt"
 
 
-def test_matches_pytorch(exported, checkpoint: Path) -> None:
-    model = load_model(None, checkpoint).model
+def test_matches_pytorch(exported, shapes_checkpoint: Path) -> None:
+    model = load_model(None, shapes_checkpoint).model
     result = verify_export(exported.path, model, 4, progress=False, raise_on_failure=False)
     assert result.failures == []
     assert result.report.num_matched == result.report.num_reference == 4 * 30

@@ -33,7 +33,7 @@ def test_static_input_shape_and_metadata(exported) -> None:
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [2, 3, 320, 320]
     info = contract.read_metadata(result.path)
-    assert info.static_size == (320, 320) and info.batch == 2 and info.opset == MIN_OPSET
+    assert info.static_input_size == (320, 320) and info.batch == 2 and info.opset == MIN_OPSET
 
 
 def test_zero_detections_match_pytorch(exported) -> None:

@@ -1,4 +1,4 @@
-"""The C++ side declares exactly the ops of runtime/plugin_ops.py: names, version, fields, defaults, C structs.
+"""The C++ side declares exactly the ops of runtime/plugins/spec.py: names, version, fields, defaults, C structs.
 
 TensorRT's ONNX parser matches a node to a plugin by op type and version and passes each attribute as the
 field of the same name, so a typo on either side would only show up as a failed engine build on a GPU machine.
@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from runtime import plugin_library as pl
-from runtime import plugin_ops as spec
+from runtime.plugins import abi, spec
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins_cuda"
 OP_SPEC_H = (PLUGINS / "include" / "mrd" / "op_spec.h").read_text()
@@ -85,8 +84,8 @@ def c_struct_fields(name: str) -> list[str]:
 
 
 def test_ctypes_structs_mirror_c_api() -> None:
-    assert c_struct_fields("MrdRoiAlignParams") == [f[0] for f in pl.RoiAlignParams._fields_]
-    assert c_struct_fields("MrdNmsParams") == [f[0] for f in pl.NmsParams._fields_]
+    assert c_struct_fields("MrdRoiAlignParams") == [f[0] for f in abi.RoiAlignParams._fields_]
+    assert c_struct_fields("MrdNmsParams") == [f[0] for f in abi.NmsParams._fields_]
     assert set(c_struct_fields("MrdNmsParams")) == set(spec.NMS_FIELDS)
     assert set(c_struct_fields("MrdRoiAlignParams")) - {"num_levels"} == set(spec.ROI_ALIGN_FIELDS)
-    assert f"#define MRD_MAX_LEVELS {pl.MAX_LEVELS}" in (PLUGINS / "include" / "mrd" / "c_api.h").read_text()
+    assert f"#define MRD_MAX_LEVELS {abi.MAX_LEVELS}" in (PLUGINS / "include" / "mrd" / "c_api.h").read_text()

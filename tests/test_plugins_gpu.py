@@ -8,14 +8,26 @@ float16 rounding of outputs of magnitude <= 4. NMS: exactly the CPU reference's 
 
 from __future__ import annotations
 
+import ctypes
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 from torchvision.ops import MultiScaleRoIAlign, roi_align  # noqa: E402
 
-from runtime import plugin_library as pl  # noqa: E402
-from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from runtime.plugins.abi import nms_params  # noqa: E402
+from runtime.plugins.cuda import batched_nms_cuda, multilevel_roi_align_cuda  # noqa: E402
+from runtime.plugins.library import (  # noqa: E402
+    KERNEL_LIBRARY,
+    PluginCallError,
+    PluginLibraryNotFound,
+    check_status,
+    load_kernel_library,
+)
+from runtime.plugins.reference import NmsOutputs, batched_nms_reference, multilevel_roi_align_reference  # noqa: E402
+from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -25,9 +37,9 @@ def kernels() -> None:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU (torch.cuda.is_available() is False)")
     try:
-        pl.ensure_built(pl.KERNEL_LIBRARY)
-        pl.load_kernel_library()
-    except (pl.PluginLibraryNotFound, pl.BuildToolMissing, RuntimeError) as e:
+        ensure_built(KERNEL_LIBRARY)
+        load_kernel_library()
+    except (PluginLibraryNotFound, BuildToolMissing, RuntimeError) as e:
         pytest.skip(f"libmrd_kernels not available: {e}")
 
 
@@ -59,14 +71,14 @@ def test_roi_align_fp32_and_fp16(output_size: int, sampling_ratio: int) -> None:
     ]
     rois_d, feats_d = rois.cuda(), [f.cuda() for f in feats]
 
-    got = pl.multilevel_roi_align_cuda(rois_d, feats_d, attrs)
+    got = multilevel_roi_align_cuda(rois_d, feats_d, attrs)
     expected = torchvision_pool(rois_d, feats_d, image, attrs)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    host = pl.multilevel_roi_align_reference(rois.numpy(), [f.numpy() for f in feats], attrs)
+    host = multilevel_roi_align_reference(rois.numpy(), [f.numpy() for f in feats], attrs)
     np.testing.assert_allclose(got.cpu().numpy(), host, atol=1e-6, rtol=1e-6)
 
     half = [f.half() for f in feats_d]
-    got16 = pl.multilevel_roi_align_cuda(rois_d, half, attrs)
+    got16 = multilevel_roi_align_cuda(rois_d, half, attrs)
     assert got16.dtype == torch.float16
     expected16 = torchvision_pool(rois_d, [f.float() for f in half], image, attrs)
     torch.testing.assert_close(got16.float(), expected16, atol=2e-3, rtol=1e-3)
@@ -77,7 +89,7 @@ def test_roi_align_aligned_single_level() -> None:
     attrs = MultiLevelRoiAlignAttrs(7, 7, -1, 1, spatial_scales=(0.0625,))
     rois = make_rois(gen, 3, 50, (256, 256)).cuda()
     feat = torch.randn(3, 8, 16, 16, generator=gen).cuda()
-    got = pl.multilevel_roi_align_cuda(rois, [feat], attrs)
+    got = multilevel_roi_align_cuda(rois, [feat], attrs)
     expected = roi_align(feat, list(rois), 7, 0.0625, -1, aligned=True)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
@@ -91,7 +103,7 @@ def random_detections(gen: torch.Generator, batch: int, n: int, c: int, per_clas
     return boxes, scores
 
 
-def assert_nms_equal(got, ref: pl.NmsOutputs) -> None:
+def assert_nms_equal(got, ref: NmsOutputs) -> None:
     num, boxes, scores, classes, indices = (t.cpu().numpy() for t in got)
     np.testing.assert_array_equal(num, ref.num_detections)
     np.testing.assert_array_equal(indices, ref.indices)
@@ -114,8 +126,8 @@ def test_nms_matches_reference(dtype: torch.dtype, per_class: bool, attrs: Batch
     gen = torch.Generator().manual_seed(attrs.keep_top_k)
     boxes, scores = random_detections(gen, 3, 1000, 81, per_class)
     boxes, scores = boxes.to(dtype), scores.to(dtype)
-    got = pl.batched_nms_cuda(boxes.cuda(), scores.cuda(), attrs)
-    ref = pl.batched_nms_reference(boxes.float().numpy(), scores.float().numpy(), attrs)
+    got = batched_nms_cuda(boxes.cuda(), scores.cuda(), attrs)
+    ref = batched_nms_reference(boxes.float().numpy(), scores.float().numpy(), attrs)
     assert ref.num_detections.max() > 0
     assert_nms_equal(got, ref)
     assert got[1].dtype == dtype
@@ -126,18 +138,18 @@ def test_nms_edge_cases() -> None:
     scores = torch.zeros(2, 8, 3)
     scores[0, :, 1] = torch.linspace(0.9, 0.2, 8)
     attrs = BatchedNmsAttrs(keep_top_k=5)
-    got = pl.batched_nms_cuda(boxes.cuda(), scores.cuda(), attrs)
-    assert_nms_equal(got, pl.batched_nms_reference(boxes.numpy(), scores.numpy(), attrs))
+    got = batched_nms_cuda(boxes.cuda(), scores.cuda(), attrs)
+    assert_nms_equal(got, batched_nms_reference(boxes.numpy(), scores.numpy(), attrs))
     assert got[0].tolist() == [1, 0]
-    empty = pl.batched_nms_cuda(torch.zeros(1, 0, 4).cuda(), torch.zeros(1, 0, 5).cuda(), attrs)
+    empty = batched_nms_cuda(torch.zeros(1, 0, 4).cuda(), torch.zeros(1, 0, 5).cuda(), attrs)
     assert empty[0].tolist() == [0] and empty[3].eq(-1).all()
-    with pytest.raises(pl.PluginCallError, match="workspace"):
-        lib = pl.load_kernel_library()
-        params = pl.nms_params(attrs)
+    with pytest.raises(PluginCallError, match="workspace"):
+        lib = load_kernel_library()
+        params = nms_params(attrs)
         out = torch.empty(64, dtype=torch.int32, device="cuda")
         status = lib.mrd_cuda_batched_nms(
             0,
-            pl.ctypes.byref(params),
+            ctypes.byref(params),
             boxes.cuda().data_ptr(),
             scores.cuda().data_ptr(),
             2,
@@ -149,4 +161,4 @@ def test_nms_edge_cases() -> None:
             4,
             None,
         )
-        pl.check_status(lib, status, "mrd_cuda_last_error")
+        check_status(lib, status, "mrd_cuda_last_error")

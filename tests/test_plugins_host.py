@@ -13,8 +13,10 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 from torchvision.ops import MultiScaleRoIAlign, batched_nms, remove_small_boxes, roi_align  # noqa: E402
 
-from runtime import plugin_library as pl  # noqa: E402
-from runtime.plugin_ops import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from runtime.plugins.library import HOST_LIBRARY, PluginCallError, PluginLibraryNotFound, load_host_library  # noqa: E402
+from runtime.plugins.reference import NmsOutputs, batched_nms_reference, multilevel_roi_align_reference  # noqa: E402
+from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
 
 ROI_ATOL = 1e-5
 
@@ -22,13 +24,13 @@ ROI_ATOL = 1e-5
 @pytest.fixture(scope="module", autouse=True)
 def host_library() -> None:
     try:
-        pl.load_host_library()
-    except pl.PluginLibraryNotFound:
+        load_host_library()
+    except PluginLibraryNotFound:
         try:
-            pl.ensure_built(pl.HOST_LIBRARY)
-        except pl.BuildToolMissing as e:
+            ensure_built(HOST_LIBRARY)
+        except BuildToolMissing as e:
             pytest.skip(f"cannot build the plugin libraries here: {e}")
-        pl.load_host_library()
+        load_host_library()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -80,7 +82,7 @@ def test_multiscale_matches_torchvision(sampling_ratio: int, output_size: int) -
     rois = random_rois(rng, batch=2, num=40, image=image)
     feats = features_for(rng, 2, 3, image, attrs.spatial_scales)
     expected = torchvision_multiscale(rois, feats, image, attrs)
-    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    got = multilevel_roi_align_reference(rois, feats, attrs)
     assert set(np.unique(levels_of(rois, attrs))) == {0, 1, 2, 3}, "test rois should reach every level"
     assert got.shape == (80, 3, output_size, output_size)
     np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
@@ -107,7 +109,7 @@ def test_level_without_rois_and_degenerate_boxes() -> None:
     levels = levels_of(rois, attrs)
     assert 1 not in levels and 0 in levels and 2 in levels
     expected = torchvision_multiscale(rois, feats, image, attrs)
-    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    got = multilevel_roi_align_reference(rois, feats, attrs)
     np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
     assert np.all(got[4] == 0), "a roi outside the image pools zeros"
 
@@ -131,7 +133,7 @@ def test_single_level_matches_roi_align(aligned: int, sampling_ratio: int) -> No
         sampling_ratio=sampling_ratio,
         aligned=bool(aligned),
     ).numpy()
-    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    got = multilevel_roi_align_reference(rois, feats, attrs)
     np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
 
 
@@ -142,7 +144,7 @@ def test_nan_level_roi_pools_zeros_like_torchvision() -> None:
     attrs = MultiLevelRoiAlignAttrs()
     rois = np.array([[[30, 10, 20, 40], [5, 5, 25, 25]]], np.float32)
     feats = features_for(rng, 1, 2, image, attrs.spatial_scales)
-    got = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    got = multilevel_roi_align_reference(rois, feats, attrs)
     expected = torchvision_multiscale(rois, feats, image, attrs)
     np.testing.assert_allclose(got, expected, atol=ROI_ATOL)
     assert np.all(got[0] == 0) and np.any(got[1] != 0)
@@ -153,14 +155,14 @@ def test_roi_align_keeps_float16_and_checks_inputs() -> None:
     attrs = MultiLevelRoiAlignAttrs(spatial_scales=(0.25, 0.125))
     feats = [f.astype(np.float16) for f in features_for(rng, 1, 2, (32, 32), attrs.spatial_scales)]
     rois = np.array([[[1, 1, 20, 20]]], np.float32)
-    out = pl.multilevel_roi_align_reference(rois, feats, attrs)
+    out = multilevel_roi_align_reference(rois, feats, attrs)
     assert out.dtype == np.float16
-    ref = pl.multilevel_roi_align_reference(rois, [f.astype(np.float32) for f in feats], attrs)
+    ref = multilevel_roi_align_reference(rois, [f.astype(np.float32) for f in feats], attrs)
     np.testing.assert_allclose(out.astype(np.float32), ref, atol=2e-3)
     with pytest.raises(ValueError, match="spatial_scales has 2 levels"):
-        pl.multilevel_roi_align_reference(rois, feats[:1], attrs)
-    with pytest.raises(pl.PluginCallError, match="powers of two"):
-        pl.multilevel_roi_align_reference(rois, feats, MultiLevelRoiAlignAttrs(spatial_scales=(0.3, 0.15)))
+        multilevel_roi_align_reference(rois, feats[:1], attrs)
+    with pytest.raises(PluginCallError, match="powers of two"):
+        multilevel_roi_align_reference(rois, feats, MultiLevelRoiAlignAttrs(spatial_scales=(0.3, 0.15)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ def random_detections(
     return boxes, scores
 
 
-def assert_same(got: pl.NmsOutputs, expected) -> None:
+def assert_same(got: NmsOutputs, expected) -> None:
     np.testing.assert_array_equal(got.num_detections, expected[0])
     np.testing.assert_array_equal(got.classes, expected[3])
     np.testing.assert_array_equal(got.indices, expected[4])
@@ -237,7 +239,7 @@ def test_batched_nms_matches_torchvision(per_class: bool, attrs: BatchedNmsAttrs
     rng = np.random.default_rng(int(attrs.keep_top_k) + per_class)
     boxes, scores = random_detections(rng, batch=2, n=300, c=6, per_class=per_class)
     expected = torchvision_postprocess(boxes, scores, attrs)
-    got = pl.batched_nms_reference(boxes, scores, attrs)
+    got = batched_nms_reference(boxes, scores, attrs)
     assert expected[0].max() > 0
     assert_same(got, expected)
     if attrs.keep_top_k == 500:
@@ -251,7 +253,7 @@ def test_batched_nms_large_candidate_set() -> None:
     boxes, scores = random_detections(rng, batch=1, n=1000, c=81, per_class=True, extent=600)
     attrs = BatchedNmsAttrs(background_class=0)
     expected = torchvision_postprocess(boxes, scores, attrs)
-    assert_same(pl.batched_nms_reference(boxes, scores, attrs), expected)
+    assert_same(batched_nms_reference(boxes, scores, attrs), expected)
 
 
 def test_everything_suppressed_and_no_candidates() -> None:
@@ -259,7 +261,7 @@ def test_everything_suppressed_and_no_candidates() -> None:
     scores = np.zeros((2, 8, 3), np.float32)
     scores[0, :, 1] = np.linspace(0.9, 0.2, 8)  # image 0: eight copies of one box in class 1 -> one survivor
     attrs = BatchedNmsAttrs(keep_top_k=5)
-    got = pl.batched_nms_reference(boxes, scores, attrs)
+    got = batched_nms_reference(boxes, scores, attrs)
     assert_same(got, torchvision_postprocess(boxes, scores, attrs))
     assert got.num_detections.tolist() == [1, 0]
     assert got.indices[0, 0] == 0 and got.classes[0, 0] == 1
@@ -270,7 +272,7 @@ def test_classes_do_not_suppress_each_other_and_ties_keep_index_order() -> None:
     boxes = np.tile(np.array([0, 0, 10, 10], np.float32), (1, 3, 1))
     scores = np.full((1, 3, 2), 0.5, np.float32)  # all tied
     attrs = BatchedNmsAttrs(iou_threshold=0.5, keep_top_k=10)
-    got = pl.batched_nms_reference(boxes, scores, attrs)
+    got = batched_nms_reference(boxes, scores, attrs)
     # one survivor per class, the lowest flat index n * C + c of each, in flat-index order
     assert got.num_detections.tolist() == [2]
     assert got.indices[0, :2].tolist() == [0, 0] and got.classes[0, :2].tolist() == [0, 1]
@@ -279,9 +281,9 @@ def test_classes_do_not_suppress_each_other_and_ties_keep_index_order() -> None:
 def test_nms_float16_and_input_errors() -> None:
     rng = np.random.default_rng(2)
     boxes, scores = random_detections(rng, 1, 50, 3, per_class=False)
-    got = pl.batched_nms_reference(boxes.astype(np.float16), scores.astype(np.float16), BatchedNmsAttrs())
+    got = batched_nms_reference(boxes.astype(np.float16), scores.astype(np.float16), BatchedNmsAttrs())
     assert got.boxes.dtype == np.float16 and got.scores.dtype == np.float16
     with pytest.raises(ValueError, match="boxes must be"):
-        pl.batched_nms_reference(boxes[:, :, :2], scores, BatchedNmsAttrs())
+        batched_nms_reference(boxes[:, :, :2], scores, BatchedNmsAttrs())
     with pytest.raises(ValueError, match="keep_top_k"):
-        pl.batched_nms_reference(boxes, scores, BatchedNmsAttrs(keep_top_k=0))
+        batched_nms_reference(boxes, scores, BatchedNmsAttrs(keep_top_k=0))

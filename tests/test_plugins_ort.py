@@ -11,16 +11,18 @@ torch = pytest.importorskip("torch")
 from onnx import TensorProto, helper  # noqa: E402
 from torchvision.ops import MultiScaleRoIAlign  # noqa: E402
 
-from runtime import plugin_library as pl  # noqa: E402
-from runtime.ort_custom_ops import reference_session, with_reference_ops  # noqa: E402
-from runtime.plugin_ops import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from runtime.plugins.library import HOST_LIBRARY  # noqa: E402
+from runtime.plugins.ort_reference import reference_session, with_reference_ops  # noqa: E402
+from runtime.plugins.reference import batched_nms_reference, multilevel_roi_align_reference  # noqa: E402
+from runtime.plugins.spec import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
+from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
 def host_library() -> None:
     try:
-        pl.ensure_built(pl.HOST_LIBRARY)
-    except pl.BuildToolMissing as e:
+        ensure_built(HOST_LIBRARY)
+    except BuildToolMissing as e:
         pytest.skip(f"cannot build the plugin libraries here: {e}")
 
 
@@ -84,7 +86,7 @@ def test_graph_runs_and_matches_torchvision() -> None:
     feed = make_inputs(rng, 2, image, roi.spatial_scales)
     num, det_boxes, classes, indices, pooled = reference_session(model).run(None, feed)
 
-    ref = pl.batched_nms_reference(feed["boxes"], feed["scores"], nms)
+    ref = batched_nms_reference(feed["boxes"], feed["scores"], nms)
     np.testing.assert_array_equal(num, ref.num_detections)
     np.testing.assert_array_equal(det_boxes, ref.boxes)
     np.testing.assert_array_equal(classes, ref.classes)
@@ -111,7 +113,7 @@ def test_attributes_come_from_the_node_and_defaults_fill_the_rest() -> None:
     feed = make_inputs(rng, 1, (64, 64), scales)
     num, _, _, _, pooled = reference_session(model).run(None, feed)
     assert pooled.shape == (7, 3, 3, 5)
-    ref = pl.batched_nms_reference(feed["boxes"], feed["scores"], BatchedNmsAttrs(keep_top_k=7))
+    ref = batched_nms_reference(feed["boxes"], feed["scores"], BatchedNmsAttrs(keep_top_k=7))
     np.testing.assert_array_equal(num, ref.num_detections)
 
 
@@ -124,7 +126,7 @@ def test_float16_graph() -> None:
     feed = {k: v.astype(np.float16) for k, v in make_inputs(rng, 1, (96, 96), roi.spatial_scales).items()}
     num, det_boxes, _, _, pooled = reference_session(model).run(None, feed)
     assert det_boxes.dtype == np.float16 and pooled.dtype == np.float16
-    expected = pl.multilevel_roi_align_reference(
+    expected = multilevel_roi_align_reference(
         det_boxes.astype(np.float32), [feed[f"feature_{i}"] for i in range(4)], roi
     )
     np.testing.assert_allclose(pooled.astype(np.float32), expected.astype(np.float32), atol=1e-3)

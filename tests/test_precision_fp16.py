@@ -42,7 +42,7 @@ def test_fp16_dense_region_fp32_glue_and_io(tmp_path: Path, keep: str) -> None:
     assert types[exp.input[0]] == FLOAT  # decoding stays FP32
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [FLOAT, onnx.TensorProto.INT64]
     assert [o.type.tensor_type.elem_type for o in model.graph.output] == [FLOAT, FLOAT]
-    assert read_metadata(out).extra["precision"] == "fp16"
+    assert read_metadata(out).precision == "fp16"
     rng = np.random.default_rng(0)
     inputs = (rng.normal(size=(2, 3, 48, 64)).astype(np.float32), np.array([[48, 64], [40, 60]], np.int64))
     for got, ref in zip(run(out, *inputs), run(src, *inputs)):

@@ -74,7 +74,7 @@ def test_qdq_model_is_symmetric_per_channel_and_runs(setup: dict[str, Path], met
     exp = next(n for n in model.graph.node if n.op_type == "Exp")
     assert exp.input[0] not in consumers_of_dq  # decoding stays FP32
     assert [i.type.tensor_type.elem_type for i in model.graph.output] == [onnx.TensorProto.FLOAT] * 2
-    assert read_metadata(out).extra["precision"] == "int8"
+    assert read_metadata(out).precision == "int8"
     boxes, scores = run(out, *_inputs(setup["images"]))
     ref_boxes, ref_scores = run(setup["model"], *_inputs(setup["images"]))
     np.testing.assert_allclose(boxes, ref_boxes, rtol=0.05)

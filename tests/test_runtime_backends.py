@@ -13,17 +13,12 @@ from runtime.backends.base import BackendError, BackendUnavailable
 from runtime.compare import Tolerances, compare_detections
 from runtime.model_file import UnknownModelType, backend_for, load_backend
 from runtime.predictor import Predictor
-from tests.runtime_fixtures import make_image, save_random_shapes_checkpoint
+from tests.runtime_fixtures import make_image
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_shapes_checkpoint(tmp_path_factory.mktemp("ckpt"))
-
-
-@pytest.fixture(scope="module")
-def predictor(checkpoint: Path) -> Predictor:
-    return Predictor(checkpoint, confidence_threshold=0.0, threads=1)
+def predictor(random_shapes_checkpoint: Path) -> Predictor:
+    return Predictor(random_shapes_checkpoint, confidence_threshold=0.0, threads=1)
 
 
 def test_torch_backend_reads_config_and_classes_from_the_checkpoint(predictor: Predictor) -> None:
@@ -51,7 +46,7 @@ def test_predictor_equals_torchvisions_own_forward(predictor: Predictor) -> None
     assert np.abs(det.masks - tv["masks"][:, 0].numpy()).max() < 1e-3
 
 
-def test_predictor_batches_thresholds_and_draws(checkpoint: Path, predictor: Predictor) -> None:
+def test_predictor_batches_thresholds_and_draws(random_shapes_checkpoint: Path, predictor: Predictor) -> None:
     images = [make_image(1), make_image(2, 200, 100)]
     dets = predictor.predict(images)
     assert [d.image_size for d in dets] == [(120, 160), (200, 100)]
@@ -75,11 +70,12 @@ def test_predictor_batches_thresholds_and_draws(checkpoint: Path, predictor: Pre
     assert heat.shape == images[0].shape
 
 
-def test_plain_state_dict_needs_its_config(checkpoint: Path, tmp_path: Path) -> None:
-    from tests.runtime_fixtures import SHAPES_CONFIG, TEST_OPTS
+def test_plain_state_dict_needs_its_config(random_shapes_checkpoint: Path, tmp_path: Path) -> None:
+    from tests.common import SHAPES_CONFIG
+    from tests.runtime_fixtures import TEST_OPTS
 
     plain = tmp_path / "plain.pth"
-    torch.save(torch.load(checkpoint, weights_only=True)["model"], plain)
+    torch.save(torch.load(random_shapes_checkpoint, weights_only=True)["model"], plain)
     with pytest.raises(BackendError, match="--config-file"):
         load_backend(plain)  # the default config is R-50-FPN: the weights don't fit it
     backend = load_backend(plain, config_file=SHAPES_CONFIG, opts=list(TEST_OPTS))
@@ -97,7 +93,7 @@ def test_bad_model_files_get_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not found"):
         load_backend(tmp_path / "missing.onnx")
     corrupt = tmp_path / "corrupt.pth"
-    corrupt.write_bytes(b"not a checkpoint")
+    corrupt.write_bytes(b"not a random_shapes_checkpoint")
     with pytest.raises(BackendError, match="corrupt.pth"):
         load_backend(corrupt)
     with pytest.raises(BackendError, match="corrupt.onnx"):
@@ -130,11 +126,19 @@ def test_tensorrt_stubs_alone_are_not_taken_for_tensorrt() -> None:
 
 @pytest.mark.parametrize("flavor", ["ort", "trt"])
 def test_onnxruntime_backend_matches_torch(
-    flavor: str, checkpoint: Path, predictor: Predictor, tmp_path: Path
+    flavor: str,
+    random_shapes_checkpoint: Path,
+    predictor: Predictor,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
-    export = pytest.importorskip("exporter.onnx_export", reason="the exporter (issue 3) is not available")
-    onnx_path = tmp_path / f"model_{flavor}.onnx"
-    export.export_onnx(checkpoint, onnx_path, flavor=flavor, progress=False)
+    if flavor == "ort":
+        onnx_path = request.getfixturevalue("random_shapes_onnx")  # the session's export of these weights
+    else:
+        from exporter.onnx_export import export_onnx
+
+        onnx_path = tmp_path / f"model_{flavor}.onnx"
+        export_onnx(random_shapes_checkpoint, onnx_path, flavor=flavor, progress=False)
 
     ort_pred = Predictor(onnx_path, confidence_threshold=0.0, threads=1)
     assert ort_pred.backend.name == "onnxruntime" and ort_pred.info.flavor == flavor

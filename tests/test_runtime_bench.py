@@ -8,21 +8,15 @@ from pathlib import Path
 import pytest
 
 from runtime.bench import main
-from tests.runtime_fixtures import save_random_shapes_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_shapes_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 def test_bench_prints_table_json_and_plot(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    random_shapes_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
     missing = tmp_path / "missing.onnx"
     rc = main([
-        "--model", str(checkpoint), "--model", str(missing), "--model", str(checkpoint),
+        "--model", str(random_shapes_checkpoint), "--model", str(missing), "--model", str(random_shapes_checkpoint),
         "--synthetic", "2", "--size", "96", "--warmup", "1", "--iters", "3", "--threads", "1",
         "--json", str(out_json), "--plot", str(out_png), "--no-progress",
     ])  # fmt: skip

@@ -11,6 +11,7 @@ import pytest
 from pycocotools import mask as mask_util
 
 from runtime.coco_eval import detections_to_coco_results, evaluate_coco, format_metrics_table
+from runtime.datasets import DatasetError
 from runtime.structures import Detections
 
 H, W = 120, 160
@@ -157,5 +158,5 @@ def test_results_format_and_user_errors() -> None:
         evaluate_coco(dataset, {999: dets[1]})
     with pytest.raises(ValueError, match="unknown COCO evaluation backend"):
         evaluate_coco(dataset, dets, backend="detectron")
-    with pytest.raises(FileNotFoundError, match="annotation file not found"):
+    with pytest.raises(DatasetError, match="annotation file not found"):
         evaluate_coco("/nonexistent/gt.json", dets)

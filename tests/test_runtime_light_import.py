@@ -42,11 +42,18 @@ CHECK = textwrap.dedent(
     import runtime.box_ops
     import runtime.coco_eval
     import runtime.compare
+    import runtime.datasets
     import runtime.draw
     import runtime.evaluate
     import runtime.image_io
     import runtime.model_file
     import runtime.onnx_contract
+    import runtime.plugins.abi
+    import runtime.plugins.cuda
+    import runtime.plugins.library
+    import runtime.plugins.ort_reference
+    import runtime.plugins.reference
+    import runtime.plugins.spec
     import runtime.postprocess
     import runtime.predictor
     import runtime.preprocess
@@ -55,6 +62,9 @@ CHECK = textwrap.dedent(
     import runtime.webcam
     from runtime.backends.base import BackendUnavailable
     from runtime.model_file import load_backend
+
+    # named data sets resolve without the trainer (evaluation and calibration on a deployment-only install)
+    runtime.datasets.DatasetCatalog.get("coco_2017_val", sys.argv[1], generate=False)
 
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorrt", "trainer"))
     assert not leaked, leaked
@@ -86,3 +96,24 @@ def test_runtime_imports_without_torch_and_tensorrt(tmp_path: Path) -> None:
     assert "LIGHT-IMPORT-OK" in proc.stdout
     assert "TensorRT" in proc.stdout  # the engine's message names what to install
     assert "PyTorch" in proc.stdout  # the .pth's message too
+
+
+def test_runtime_imports_trainer_only_in_the_torch_backend() -> None:
+    """The direction of dependence (DESIGN.md): trainer may use runtime, runtime uses trainer only to run a .pth."""
+    import ast
+
+    allowed = {REPO / "runtime" / "backends" / "torch_backend.py"}
+    offenders = []
+    for path in sorted((REPO / "runtime").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if (
+                any(n.split(".")[0] in ("trainer", "exporter", "calibration") for n in names)
+                and path not in allowed
+            ):
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []

@@ -9,12 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.webcam import main
-from tests.runtime_fixtures import make_image, save_random_shapes_checkpoint
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_shapes_checkpoint(tmp_path_factory.mktemp("ckpt"))
+from tests.runtime_fixtures import make_image
 
 
 def _write_video(path: Path, n: int) -> list[np.ndarray]:
@@ -27,12 +22,12 @@ def _write_video(path: Path, n: int) -> list[np.ndarray]:
 
 
 def test_video_to_frames_and_video(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    random_shapes_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     video = tmp_path / "in.avi"
     frames = _write_video(video, 4)
     out_dir = tmp_path / "frames"
-    common = ["--model", str(checkpoint), "--input", str(video), "--no-display", "--confidence-threshold", "0.2",
+    common = ["--model", str(random_shapes_checkpoint), "--input", str(video), "--no-display", "--confidence-threshold", "0.2",
               "--threads", "1"]  # fmt: skip
     assert main([*common, "--output", str(out_dir)]) == 0
     written = sorted(out_dir.glob("*.jpg"))
@@ -51,21 +46,39 @@ def test_video_to_frames_and_video(
     assert count == len(frames)
 
 
-def test_image_folder_skips_unreadable_files(checkpoint: Path, tmp_path: Path) -> None:
+def test_image_folder_skips_unreadable_files(random_shapes_checkpoint: Path, tmp_path: Path) -> None:
     src = tmp_path / "images"
     src.mkdir()
     for i in range(2):
         cv2.imwrite(str(src / f"img{i}.png"), make_image(i))
     (src / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "out"
-    assert main(["--model", str(checkpoint), "--input", str(src), "--output", str(out), "--no-display"]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(random_shapes_checkpoint),
+                "--input",
+                str(src),
+                "--output",
+                str(out),
+                "--no-display",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["img0.jpg", "img1.jpg"]
 
 
 def test_unopenable_inputs_are_clear_errors(
-    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    random_shapes_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--model", str(checkpoint), "--input", "97", "--no-display"]) == 2
+    assert main(["--model", str(random_shapes_checkpoint), "--input", "97", "--no-display"]) == 2
     assert "cannot open camera 97" in capsys.readouterr().err
-    assert main(["--model", str(checkpoint), "--input", str(tmp_path / "nope.mp4"), "--no-display"]) == 2
+    assert (
+        main(
+            ["--model", str(random_shapes_checkpoint), "--input", str(tmp_path / "nope.mp4"), "--no-display"]
+        )
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from exporter.tensorrt_build import (
 )
 from exporter.trtexec import trtexec_command
 from runtime import onnx_contract as contract
-from runtime.engine_sidecar import EngineMismatchError, check_engine_compatible, sidecar_from_metadata
+from runtime.engine_sidecar import EngineMismatchError, check_engine_compatible
 from tests.precision_models import PARAMS, export_tiny_model
 from tests.tensorrt_stubs import prepare_stubs, run_mypy
 
@@ -72,10 +72,18 @@ def test_trtexec_command() -> None:
 
 
 def test_profiles_from_metadata_and_arguments() -> None:
-    info = contract.ModelInfo(["bg", "a"], PARAMS, "ort", 17, 10)
+    info = contract.ModelInfo(("bg", "a"), PARAMS, flavor="ort", opset=17, detections_per_image=10)
     profile = default_profile(info, max_batch=2)
     assert profile.min == (1, 32, 32) and profile.opt == (1, 48, 64) and profile.max == (2, 64, 64)
-    static = contract.ModelInfo(["bg", "a"], PARAMS, "ort", 17, 10, static_size=(64, 96), batch=2)
+    static = contract.ModelInfo(
+        ("bg", "a"),
+        PARAMS,
+        flavor="ort",
+        opset=17,
+        detections_per_image=10,
+        static_input_size=(64, 96),
+        batch=2,
+    )
     assert default_profile(static) == ProfileShapes((2, 64, 96), (2, 64, 96), (2, 64, 96))
     assert parse_bhw("1x800x1344") == (1, 800, 1344)
     with pytest.raises(ExportError, match="BATCHxHEIGHTxWIDTH"):
@@ -113,8 +121,10 @@ def test_bad_arguments_are_export_errors(tmp_path: Path) -> None:
 
 
 def test_sidecar_compatibility() -> None:
-    props = contract.metadata_dict(contract.ModelInfo(["bg", "a"], PARAMS, "trt", 17, 10, mask_size=28))
-    data = sidecar_from_metadata(
+    props = contract.metadata_dict(
+        contract.ModelInfo(("bg", "a"), PARAMS, flavor="trt", opset=17, detections_per_image=10, mask_size=28)
+    )
+    data = contract.sidecar_dict(
         props, {"tensorrt_version": "10.13.0.35", "gpu": "NVIDIA A10", "compute_capability": "8.6"}
     )
     assert (

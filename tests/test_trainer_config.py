@@ -2,9 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.common import REPO, SHAPES_CONFIG
 from trainer.config import ConfigError, load_config
-
-from .conftest import REPO, SHAPES_CONFIG
 
 
 def test_yaml_then_overrides() -> None:
@@ -60,7 +59,30 @@ def test_pairs_and_files_and_cross_checks(tmp_path: Path) -> None:
         load_config(None, ["SOLVER.LR_SCHEDULER_NAME", "Cosine"])
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_config_loads(path: Path) -> None:
-    cfg = load_config(path)
-    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES >= 2
+#: what each shipped config must say: (classes incl. background, backbone, masks, keypoints, test short side)
+SHIPPED = {
+    "e2e_mask_rcnn_R_50_FPN_1x.yaml": (91, "R-50-FPN", True, False, 800),
+    "e2e_faster_rcnn_R_50_FPN_1x.yaml": (91, "R-50-FPN", False, False, 800),
+    "e2e_keypoint_rcnn_R_50_FPN_1x.yaml": (2, "R-50-FPN", False, True, 800),
+    "shapes_mask_rcnn_R_18_FPN.yaml": (6, "R-18-FPN", True, False, 256),
+}
+
+
+def test_every_shipped_config_is_known() -> None:
+    assert sorted(p.name for p in (REPO / "configs").glob("*.yaml")) == sorted(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_shipped_config_loads(name: str) -> None:
+    cfg = load_config(REPO / "configs" / name)
+    classes, body, mask, keypoint, min_size_test = SHIPPED[name]
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == classes
+    assert cfg.MODEL.BACKBONE.CONV_BODY == body
+    assert (cfg.MODEL.MASK_ON, cfg.MODEL.KEYPOINT_ON) == (mask, keypoint)
+    assert cfg.INPUT.MIN_SIZE_TEST == min_size_test
+    if name.startswith("shapes"):
+        from trainer.shapes import SHAPES_CLASSES
+
+        assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1 + len(
+            SHAPES_CLASSES
+        )  # background + the generator's classes

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.common import REPO, SHAPES_CONFIG, tiny_train_opts
 from trainer.checkpoint import last_checkpoint, load_checkpoint_file
 from trainer.config import load_config
 from trainer.engine import train
-
-from .conftest import REPO, SHAPES_CONFIG, tiny_train_opts
 
 
 def _iterations(output_dir: Path) -> dict[int, dict]:

@@ -81,7 +81,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = {}
     for name in cfg.DATASETS.TEST:
         result = evaluate_model(
-            model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False), cfg.MODEL.DEVICE, args.max_images
+            model,
+            cfg,
+            build_dataset(name, cfg.DATASETS.ROOT, train=False),
+            device=cfg.MODEL.DEVICE,
+            max_images=args.max_images,
         )
         _print_metrics(name, result)
         out[name] = summarize(result)
@@ -98,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return cli_make_shapes(argv[1:])
     args = _parser().parse_args(argv)
+    from runtime.datasets import DatasetError
+
     from .checkpoint import CheckpointError
-    from .datasets import DatasetError
 
     try:
         return {"train": cmd_train, "eval": cmd_eval}[args.command](args)

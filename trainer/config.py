@@ -40,44 +40,47 @@ _C.MODEL.BACKBONE.OUT_CHANNELS = 256
 # normalization inside FPN and heads: "" (none, torchvision's) or "GN"
 _C.MODEL.BACKBONE.HEAD_NORM = ""
 
-_C.MODEL.RPN = CN()
-_C.MODEL.RPN.ANCHOR_SIZES = (32, 64, 128, 256, 512)
-_C.MODEL.RPN.ASPECT_RATIOS = (0.5, 1.0, 2.0)
-_C.MODEL.RPN.PRE_NMS_TOP_N_TRAIN = 2000
-_C.MODEL.RPN.PRE_NMS_TOP_N_TEST = 1000
-_C.MODEL.RPN.POST_NMS_TOP_N_TRAIN = 2000
-_C.MODEL.RPN.POST_NMS_TOP_N_TEST = 1000
-_C.MODEL.RPN.NMS_THRESH = 0.7
-_C.MODEL.RPN.FG_IOU_THRESHOLD = 0.7
-_C.MODEL.RPN.BG_IOU_THRESHOLD = 0.3
-_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
-_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
-_C.MODEL.RPN.SCORE_THRESH = 0.0
 
-_C.MODEL.ROI_HEADS = CN()
-_C.MODEL.ROI_HEADS.NUM_CLASSES = 91
-_C.MODEL.ROI_HEADS.FG_IOU_THRESHOLD = 0.5
-_C.MODEL.ROI_HEADS.BG_IOU_THRESHOLD = 0.5
-_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
-_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
-_C.MODEL.ROI_HEADS.SCORE_THRESH = 0.05
-_C.MODEL.ROI_HEADS.NMS = 0.5
+def _sampling(
+    fg_iou: float, bg_iou: float, batch_size: int, positive_fraction: float, score: float
+) -> dict[str, Any]:
+    """The matcher and sampler keys the RPN and the ROI heads share: one spelling of them for both sections."""
+    return {
+        "FG_IOU_THRESHOLD": fg_iou,
+        "BG_IOU_THRESHOLD": bg_iou,
+        "BATCH_SIZE_PER_IMAGE": batch_size,
+        "POSITIVE_FRACTION": positive_fraction,
+        "SCORE_THRESH": score,
+    }
 
-_C.MODEL.ROI_BOX_HEAD = CN()
-_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
-_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
-_C.MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM = 1024
 
-_C.MODEL.ROI_MASK_HEAD = CN()
-_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
-_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
-_C.MODEL.ROI_MASK_HEAD.CONV_LAYERS = (256, 256, 256, 256)
+def _pooler(resolution: int, sampling_ratio: int = 2, **head: Any) -> CN:
+    """An ROI head section: the pooler keys every head has, then the head's own (``head``, in order)."""
+    return CN({"POOLER_RESOLUTION": resolution, "POOLER_SAMPLING_RATIO": sampling_ratio, **head})
 
-_C.MODEL.ROI_KEYPOINT_HEAD = CN()
-_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION = 14
-_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO = 2
-_C.MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS = (512, 512, 512, 512, 512, 512, 512, 512)
-_C.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 17
+
+_C.MODEL.RPN = CN(
+    {
+        "ANCHOR_SIZES": (32, 64, 128, 256, 512),
+        "ASPECT_RATIOS": (0.5, 1.0, 2.0),
+        "PRE_NMS_TOP_N_TRAIN": 2000,
+        "PRE_NMS_TOP_N_TEST": 1000,
+        "POST_NMS_TOP_N_TRAIN": 2000,
+        "POST_NMS_TOP_N_TEST": 1000,
+        "NMS_THRESH": 0.7,
+        **_sampling(fg_iou=0.7, bg_iou=0.3, batch_size=256, positive_fraction=0.5, score=0.0),
+    }
+)
+_C.MODEL.ROI_HEADS = CN(
+    {
+        "NUM_CLASSES": 91,
+        **_sampling(fg_iou=0.5, bg_iou=0.5, batch_size=512, positive_fraction=0.25, score=0.05),
+        "NMS": 0.5,
+    }
+)
+_C.MODEL.ROI_BOX_HEAD = _pooler(7, MLP_HEAD_DIM=1024)
+_C.MODEL.ROI_MASK_HEAD = _pooler(14, CONV_LAYERS=(256, 256, 256, 256))
+_C.MODEL.ROI_KEYPOINT_HEAD = _pooler(14, CONV_LAYERS=(512,) * 8, NUM_KEYPOINTS=17)
 
 _C.INPUT = CN()
 _C.INPUT.MIN_SIZE_TRAIN = (800,)

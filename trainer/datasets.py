@@ -9,13 +9,11 @@ once, at construction, and counted in one log line, so a training run never cras
 from __future__ import annotations
 
 import contextlib
-import difflib
 import io
 import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,75 +24,13 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from runtime.datasets import DatasetCatalog, DatasetError, load_coco_annotations
 from runtime.image_io import ImageReadError, read_image
 from trainer.transforms import Transform, build_train_transforms
 
 logger = logging.getLogger(__name__)
 
 Target = dict[str, torch.Tensor]
-
-
-class DatasetError(ValueError):
-    """A user-facing problem with a data set: a missing or unreadable file, or an unknown name."""
-
-
-# --- catalog ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    ann_file: Path
-    img_dir: Path
-
-
-class DatasetCatalog:
-    """Data set names -> (annotation file, image folder), relative to a data root, as in maskrcnn-benchmark.
-
-    A name may also be an explicit ``path/to/ann.json:path/to/images``. ``shapes_*`` data sets are generated
-    on demand, so the embedded default works on a fresh machine.
-    """
-
-    _entries: dict[str, tuple[str, str]] = {
-        "shapes_train": ("shapes/annotations/instances_train.json", "shapes/train"),
-        "shapes_val": ("shapes/annotations/instances_val.json", "shapes/val"),
-        "coco_2017_train": ("coco/annotations/instances_train2017.json", "coco/train2017"),
-        "coco_2017_val": ("coco/annotations/instances_val2017.json", "coco/val2017"),
-        "keypoints_coco_2017_train": ("coco/annotations/person_keypoints_train2017.json", "coco/train2017"),
-        "keypoints_coco_2017_val": ("coco/annotations/person_keypoints_val2017.json", "coco/val2017"),
-    }
-
-    @classmethod
-    def register(cls, name: str, ann_file: str | os.PathLike[str], img_dir: str | os.PathLike[str]) -> None:
-        """Add or replace a name; relative paths are resolved against the root given to :meth:`get`."""
-        cls._entries[name] = (os.fspath(ann_file), os.fspath(img_dir))
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return sorted(cls._entries)
-
-    @classmethod
-    def get(cls, name: str, root: str | os.PathLike[str] = "datasets", generate: bool = True) -> DatasetSpec:
-        root = Path(root)
-        if name in cls._entries:
-            ann, img = cls._entries[name]
-            spec = DatasetSpec(name, root / ann, root / img)
-            if generate and name.startswith("shapes_") and not spec.ann_file.exists():
-                from trainer.shapes import generate_shapes_dataset
-
-                shapes_root = spec.ann_file.parent.parent
-                logger.info("Data set %s not found: generating the shapes data set in %s", name, shapes_root)
-                generate_shapes_dataset(shapes_root)
-            return spec
-        ann, sep, img = name.partition(".json:")
-        if sep and img:
-            return DatasetSpec(name, Path(ann + ".json"), Path(img))
-        close = difflib.get_close_matches(name, cls._entries, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise DatasetError(
-            f"unknown data set {name!r}.{hint} Known: {', '.join(cls.names())}; "
-            "or give explicit paths as path/to/annotations.json:path/to/images"
-        )
 
 
 # --- dataset ---------------------------------------------------------------------------------------------
@@ -261,16 +197,12 @@ class COCODetection(Dataset):
 
 
 def _load_coco(ann_file: Path) -> COCO:
-    """pycocotools' COCO, without its prints, and with a clear error for a file that is not COCO JSON."""
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(ann_file))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(
-            f"not a valid COCO annotation file: {ann_file} ({type(exc).__name__}: {exc})"
-        ) from exc
-    if "images" not in coco.dataset or "categories" not in coco.dataset:
-        raise DatasetError(f"not a valid COCO annotation file (needs 'images' and 'categories'): {ann_file}")
+    """pycocotools' COCO of a checked annotation file (``runtime.datasets``), without its prints."""
+    data = load_coco_annotations(ann_file)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
     return coco
 
 

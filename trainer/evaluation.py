@@ -7,8 +7,11 @@ the same weights, because it is the same code.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11; annotations only, so 3.10 imports this module too
 
 import numpy as np
 import torch
@@ -16,13 +19,12 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
+from runtime.backends.torch_backend import TorchBackend, model_info_for
 from runtime.coco_eval import evaluate_coco
-from runtime.postprocess import postprocess
-from runtime.preprocess import preprocess
+from runtime.predictor import Predictor, batched
 from runtime.structures import Detections
 
 from .datasets import COCODetection
-from .inference import preprocess_params, raw_forward_batch
 
 
 @dataclass
@@ -42,6 +44,14 @@ def iou_types_for(cfg: CfgNode) -> tuple[str, ...]:
     return tuple(types)
 
 
+class InferenceOptions(TypedDict, total=False):
+    """``run_inference``'s optional keywords, which ``evaluate_model`` passes through unchanged."""
+
+    device: torch.device | str
+    max_images: int | None
+    progress: bool
+
+
 @torch.no_grad()
 def run_inference(
     model: nn.Module,
@@ -51,39 +61,35 @@ def run_inference(
     max_images: int | None = None,
     progress: bool = True,
 ) -> tuple[dict[int, Detections], float]:
-    """Detections for every image of ``dataset`` (original pixels), and the mean seconds per image."""
+    """Detections for every image of ``dataset`` (original pixels), and the mean seconds per image.
+
+    The model runs behind the runtime's ``Predictor`` (``TorchBackend.from_model``): the loop every
+    deployed model runs, so these numbers are ``runtime.evaluate``'s for the same weights.
+    """
     was_training = model.training
     model.eval()
-    params = preprocess_params(cfg)
+    info = model_info_for(cfg, dataset.class_names)
+    predictor = Predictor(TorchBackend.from_model(model, info, str(device)), confidence_threshold=0.0)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
-    bs = cfg.TEST.IMS_PER_BATCH
+    batches = list(batched(range(n), cfg.TEST.IMS_PER_BATCH))
     results: dict[int, Detections] = {}
     elapsed = 0.0
     try:
-        for start in tqdm(range(0, n, bs), desc="inference", unit="batch", disable=not progress, leave=False):
-            idx = list(range(start, min(start + bs, n)))
+        for idx in tqdm(batches, desc="inference", unit="batch", disable=not progress, leave=False):
             images = [dataset.load_image_bgr(i) for i in idx]
-            t0 = time.perf_counter()
-            batch = preprocess(images, params)
-            raws = raw_forward_batch(model, batch, device)
-            for i, raw, rs, os_ in zip(idx, raws, batch.image_sizes, batch.original_sizes):
-                det = postprocess(raw, tuple(rs), tuple(os_), class_names=dataset.class_names)
+            prediction = predictor.run(images)
+            for i, det in zip(idx, prediction.detections):
                 results[int(dataset.ids[i])] = det
-            elapsed += time.perf_counter() - t0
+            elapsed += prediction.times.total
     finally:
         model.train(was_training)
     return results, elapsed / max(n, 1)
 
 
 def evaluate_model(
-    model: nn.Module,
-    cfg: CfgNode,
-    dataset: COCODetection,
-    device: torch.device | str = "cpu",
-    max_images: int | None = None,
-    progress: bool = True,
+    model: nn.Module, cfg: CfgNode, dataset: COCODetection, **options: Unpack[InferenceOptions]
 ) -> EvaluationResult:
-    detections, spi = run_inference(model, cfg, dataset, device, max_images, progress)
+    detections, spi = run_inference(model, cfg, dataset, **options)
     metrics = evaluate_coco(dataset.coco, detections, iou_types=iou_types_for(cfg))
     return EvaluationResult(metrics, len(detections), spi, detections)
 

@@ -9,6 +9,7 @@ change with the config, which is what makes a small variant trainable from scrat
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -110,92 +111,133 @@ def _feature_names(backbone: nn.Module) -> list[str]:
 def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
     """A torchvision ``MaskRCNN``, ``FasterRCNN`` or ``KeypointRCNN`` configured by ``cfg``.
 
-    ``train`` picks the resize sizes (INPUT.*_TRAIN or INPUT.*_TEST) and the module's mode.
+    ``train`` picks the resize sizes (INPUT.*_TRAIN or INPUT.*_TEST) and the module's mode. The modules are
+    built in a fixed order (backbone, box head, class heads, RPN head inside torchvision's constructor): a
+    seeded build must draw the same random weights, which the exported-graph goldens check.
     """
     backbone = build_backbone(cfg)
     names = _feature_names(backbone)
-    num_levels = len(names) + 1  # + the "pool" level the RPN also uses
+    head_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
+    common = {
+        **_transform_args(cfg),
+        **_rpn_args(cfg, num_levels=len(names) + 1),  # + the "pool" level the RPN also uses
+        **_box_args(cfg, names, backbone.out_channels, head_norm),
+    }
+    model = _assemble(cfg, backbone, names, head_norm, common)
+    configure_transform(model, cfg, train)
+    model.train(train)
+    return model
+
+
+def _transform_args(cfg: CfgNode) -> dict[str, Any]:
+    """The resize and normalization torchvision's ``GeneralizedRCNNTransform`` starts with."""
+    return dict(
+        min_size=tuple(cfg.INPUT.MIN_SIZE_TRAIN),
+        max_size=cfg.INPUT.MAX_SIZE_TRAIN,
+        image_mean=list(cfg.INPUT.PIXEL_MEAN),
+        image_std=list(cfg.INPUT.PIXEL_STD),
+    )
+
+
+def _anchor_generator(cfg: CfgNode, num_levels: int) -> AnchorGenerator:
+    """One anchor size per FPN level when the config gives one per level, else all of them on every level."""
     sizes = tuple(cfg.MODEL.RPN.ANCHOR_SIZES)
     if len(sizes) == num_levels:
         anchor_sizes = tuple((s,) for s in sizes)
     else:  # MobileNet: all sizes on every level, as torchvision does
         anchor_sizes = (sizes,) * num_levels
-    anchor_generator = AnchorGenerator(anchor_sizes, (tuple(cfg.MODEL.RPN.ASPECT_RATIOS),) * num_levels)
-    out_ch = backbone.out_channels
-    head_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
+    return AnchorGenerator(anchor_sizes, (tuple(cfg.MODEL.RPN.ASPECT_RATIOS),) * num_levels)
 
-    box = cfg.MODEL.ROI_BOX_HEAD
-    box_pool = TrainingMultiScaleRoIAlign(names, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO)
-    if head_norm is None:
-        box_head: nn.Module = TwoMLPHead(out_ch * box.POOLER_RESOLUTION**2, box.MLP_HEAD_DIM)
-    else:  # torchvision's "v2" head: 4 conv + 1 fc, normalized, trains better from scratch
-        box_head = FastRCNNConvFCHead(
-            (out_ch, box.POOLER_RESOLUTION, box.POOLER_RESOLUTION),
-            [out_ch] * 4,
-            [box.MLP_HEAD_DIM],
-            norm_layer=nn.BatchNorm2d if cfg.MODEL.BACKBONE.NORM == "BN" else head_norm,
-        )
-    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    rh = cfg.MODEL.ROI_HEADS
+
+def _rpn_args(cfg: CfgNode, num_levels: int) -> dict[str, Any]:
+    """MODEL.RPN as torchvision's ``rpn_*`` keywords (torchvision builds the RPN head itself)."""
     rpn = cfg.MODEL.RPN
-    common = dict(
-        min_size=tuple(cfg.INPUT.MIN_SIZE_TRAIN),
-        max_size=cfg.INPUT.MAX_SIZE_TRAIN,
-        image_mean=list(cfg.INPUT.PIXEL_MEAN),
-        image_std=list(cfg.INPUT.PIXEL_STD),
-        rpn_anchor_generator=anchor_generator,
+    return dict(
+        rpn_anchor_generator=_anchor_generator(cfg, num_levels),
         rpn_pre_nms_top_n_train=rpn.PRE_NMS_TOP_N_TRAIN,
         rpn_pre_nms_top_n_test=rpn.PRE_NMS_TOP_N_TEST,
         rpn_post_nms_top_n_train=rpn.POST_NMS_TOP_N_TRAIN,
         rpn_post_nms_top_n_test=rpn.POST_NMS_TOP_N_TEST,
         rpn_nms_thresh=rpn.NMS_THRESH,
-        rpn_fg_iou_thresh=rpn.FG_IOU_THRESHOLD,
-        rpn_bg_iou_thresh=rpn.BG_IOU_THRESHOLD,
-        rpn_batch_size_per_image=rpn.BATCH_SIZE_PER_IMAGE,
-        rpn_positive_fraction=rpn.POSITIVE_FRACTION,
-        rpn_score_thresh=rpn.SCORE_THRESH,
-        box_roi_pool=box_pool,
-        box_head=box_head,
-        box_predictor=FastRCNNPredictor(box.MLP_HEAD_DIM, num_classes),
-        box_score_thresh=rh.SCORE_THRESH,
+        **_sampling_args("rpn", rpn),
+    )
+
+
+def _sampling_args(prefix: str, node: CfgNode) -> dict[str, Any]:
+    """torchvision's matcher and sampler keywords for the RPN (``rpn_*``) or the box head (``box_*``).
+
+    Both stages read the same five keys (``config._sampling`` writes them), so they are mapped once.
+    """
+    return {
+        f"{prefix}_fg_iou_thresh": node.FG_IOU_THRESHOLD,
+        f"{prefix}_bg_iou_thresh": node.BG_IOU_THRESHOLD,
+        f"{prefix}_batch_size_per_image": node.BATCH_SIZE_PER_IMAGE,
+        f"{prefix}_positive_fraction": node.POSITIVE_FRACTION,
+        f"{prefix}_score_thresh": node.SCORE_THRESH,
+    }
+
+
+def _box_head(cfg: CfgNode, out_ch: int, head_norm: NormFactory | None) -> nn.Module:
+    box = cfg.MODEL.ROI_BOX_HEAD
+    if head_norm is None:
+        return TwoMLPHead(out_ch * box.POOLER_RESOLUTION**2, box.MLP_HEAD_DIM)
+    # torchvision's "v2" head: 4 conv + 1 fc, normalized, trains better from scratch
+    return FastRCNNConvFCHead(
+        (out_ch, box.POOLER_RESOLUTION, box.POOLER_RESOLUTION),
+        [out_ch] * 4,
+        [box.MLP_HEAD_DIM],
+        norm_layer=nn.BatchNorm2d if cfg.MODEL.BACKBONE.NORM == "BN" else head_norm,
+    )
+
+
+def _box_args(cfg: CfgNode, names: list[str], out_ch: int, head_norm: NormFactory | None) -> dict[str, Any]:
+    """The box branch's modules (pooler, head, predictor, built in that order) and MODEL.ROI_HEADS's ``box_*``."""
+    box = cfg.MODEL.ROI_BOX_HEAD
+    rh = cfg.MODEL.ROI_HEADS
+    return dict(
+        box_roi_pool=TrainingMultiScaleRoIAlign(names, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO),
+        box_head=_box_head(cfg, out_ch, head_norm),
+        box_predictor=FastRCNNPredictor(box.MLP_HEAD_DIM, rh.NUM_CLASSES),
         box_nms_thresh=rh.NMS,
         box_detections_per_img=cfg.TEST.DETECTIONS_PER_IMG,
-        box_fg_iou_thresh=rh.FG_IOU_THRESHOLD,
-        box_bg_iou_thresh=rh.BG_IOU_THRESHOLD,
-        box_batch_size_per_image=rh.BATCH_SIZE_PER_IMAGE,
-        box_positive_fraction=rh.POSITIVE_FRACTION,
+        **_sampling_args("box", rh),
     )
+
+
+def _mask_args(cfg: CfgNode, names: list[str], out_ch: int, head_norm: NormFactory | None) -> dict[str, Any]:
+    m = cfg.MODEL.ROI_MASK_HEAD
+    layers = tuple(m.CONV_LAYERS)
+    return dict(
+        mask_roi_pool=TrainingMultiScaleRoIAlign(names, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
+        mask_head=MaskRCNNHeads(out_ch, layers, 1, norm_layer=head_norm),
+        mask_predictor=MaskRCNNPredictor(layers[-1], layers[-1], cfg.MODEL.ROI_HEADS.NUM_CLASSES),
+    )
+
+
+def _keypoint_args(cfg: CfgNode, names: list[str], out_ch: int) -> dict[str, Any]:
+    k = cfg.MODEL.ROI_KEYPOINT_HEAD
+    layers = tuple(k.CONV_LAYERS)
+    return dict(
+        keypoint_roi_pool=TrainingMultiScaleRoIAlign(names, k.POOLER_RESOLUTION, k.POOLER_SAMPLING_RATIO),
+        keypoint_head=KeypointRCNNHeads(out_ch, layers),
+        keypoint_predictor=KeypointRCNNPredictor(layers[-1], k.NUM_KEYPOINTS),
+    )
+
+
+def _assemble(
+    cfg: CfgNode, backbone: nn.Module, names: list[str], head_norm: NormFactory | None, common: dict[str, Any]
+) -> nn.Module:
+    """The torchvision detector MASK_ON / KEYPOINT_ON ask for, around the parts built so far."""
     if cfg.MODEL.MASK_ON and cfg.MODEL.KEYPOINT_ON:
         raise ValueError(
             "MODEL.MASK_ON and MODEL.KEYPOINT_ON together are not supported by torchvision's models"
         )
+    out_ch = backbone.out_channels
     if cfg.MODEL.MASK_ON:
-        m = cfg.MODEL.ROI_MASK_HEAD
-        layers = tuple(m.CONV_LAYERS)
-        model: nn.Module = MaskRCNN(
-            backbone,
-            num_classes=None,
-            mask_roi_pool=TrainingMultiScaleRoIAlign(names, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
-            mask_head=MaskRCNNHeads(out_ch, layers, 1, norm_layer=head_norm),
-            mask_predictor=MaskRCNNPredictor(layers[-1], layers[-1], num_classes),
-            **common,
-        )
-    elif cfg.MODEL.KEYPOINT_ON:
-        k = cfg.MODEL.ROI_KEYPOINT_HEAD
-        layers = tuple(k.CONV_LAYERS)
-        model = KeypointRCNN(
-            backbone,
-            num_classes=None,
-            keypoint_roi_pool=TrainingMultiScaleRoIAlign(names, k.POOLER_RESOLUTION, k.POOLER_SAMPLING_RATIO),
-            keypoint_head=KeypointRCNNHeads(out_ch, layers),
-            keypoint_predictor=KeypointRCNNPredictor(layers[-1], k.NUM_KEYPOINTS),
-            **common,
-        )
-    else:
-        model = FasterRCNN(backbone, num_classes=None, **common)
-    configure_transform(model, cfg, train)
-    model.train(train)
-    return model
+        return MaskRCNN(backbone, num_classes=None, **_mask_args(cfg, names, out_ch, head_norm), **common)
+    if cfg.MODEL.KEYPOINT_ON:
+        return KeypointRCNN(backbone, num_classes=None, **_keypoint_args(cfg, names, out_ch), **common)
+    return FasterRCNN(backbone, num_classes=None, **common)
 
 
 def configure_transform(model: nn.Module, cfg: CfgNode, train: bool) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11; annotations only, so 3.10 imports this module too
 
 import torch
 from torch import nn
@@ -25,6 +29,15 @@ def make_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     if cfg.SOLVER.OPTIMIZER == "AdamW":
         return torch.optim.AdamW(groups, lr=cfg.SOLVER.BASE_LR)
     return torch.optim.SGD(groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM)
+
+
+class WarmupArgs(TypedDict, total=False):
+    """The warm-up keywords every schedule takes, declared once so the schedules only add their decay's."""
+
+    warmup_factor: float
+    warmup_iters: int
+    warmup_method: str
+    last_epoch: int
 
 
 class _WarmupLR(LRScheduler):
@@ -69,14 +82,11 @@ class WarmupMultiStepLR(_WarmupLR):
         optimizer: torch.optim.Optimizer,
         milestones: tuple[int, ...],
         gamma: float = 0.1,
-        warmup_factor: float = 1.0 / 3,
-        warmup_iters: int = 500,
-        warmup_method: str = "linear",
-        last_epoch: int = -1,
+        **warmup: Unpack[WarmupArgs],
     ) -> None:
         self.milestones = list(milestones)
         self.gamma = gamma
-        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
+        super().__init__(optimizer, **warmup)
 
     def decay(self, it: int) -> float:
         return self.gamma ** bisect_right(self.milestones, it)
@@ -89,32 +99,24 @@ class WarmupCosineLR(_WarmupLR):
         self,
         optimizer: torch.optim.Optimizer,
         max_iters: int,
-        warmup_factor: float = 1.0 / 3,
-        warmup_iters: int = 500,
-        warmup_method: str = "linear",
-        last_epoch: int = -1,
+        **warmup: Unpack[WarmupArgs],
     ) -> None:
         self.max_iters = max_iters
-        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
+        super().__init__(optimizer, **warmup)
 
     def decay(self, it: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * min(it, self.max_iters) / max(1, self.max_iters)))
 
 
+def _warmup_args(cfg: CfgNode) -> WarmupArgs:
+    return WarmupArgs(
+        warmup_factor=cfg.SOLVER.WARMUP_FACTOR,
+        warmup_iters=cfg.SOLVER.WARMUP_ITERS,
+        warmup_method=cfg.SOLVER.WARMUP_METHOD,
+    )
+
+
 def make_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer) -> _WarmupLR:
     if cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupCosineLR":
-        return WarmupCosineLR(
-            optimizer,
-            cfg.SOLVER.MAX_ITER,
-            cfg.SOLVER.WARMUP_FACTOR,
-            cfg.SOLVER.WARMUP_ITERS,
-            cfg.SOLVER.WARMUP_METHOD,
-        )
-    return WarmupMultiStepLR(
-        optimizer,
-        tuple(cfg.SOLVER.STEPS),
-        cfg.SOLVER.GAMMA,
-        cfg.SOLVER.WARMUP_FACTOR,
-        cfg.SOLVER.WARMUP_ITERS,
-        cfg.SOLVER.WARMUP_METHOD,
-    )
+        return WarmupCosineLR(optimizer, cfg.SOLVER.MAX_ITER, **_warmup_args(cfg))
+    return WarmupMultiStepLR(optimizer, tuple(cfg.SOLVER.STEPS), cfg.SOLVER.GAMMA, **_warmup_args(cfg))

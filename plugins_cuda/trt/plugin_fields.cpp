@@ -78,7 +78,7 @@ void log_error(std::string const& message) noexcept
 
 MrdRoiAlignParams default_roi_align_params()
 {
-    // runtime/plugin_ops.py: MultiLevelRoiAlignAttrs defaults
+    // runtime/plugins/spec.py: MultiLevelRoiAlignAttrs defaults
     MrdRoiAlignParams p{};
     p.output_height = 7;
     p.output_width = 7;
@@ -94,7 +94,7 @@ MrdRoiAlignParams default_roi_align_params()
 
 MrdNmsParams default_nms_params()
 {
-    // runtime/plugin_ops.py: BatchedNmsAttrs defaults
+    // runtime/plugins/spec.py: BatchedNmsAttrs defaults
     return MrdNmsParams{0.05f, 0.5f, 0.01f, -1, 100, -1};
 }
 

@@ -1,4 +1,4 @@
-// TensorRT IPluginV3 wrappers of the two ops (names, fields and semantics: runtime/plugin_ops.py).
+// TensorRT IPluginV3 wrappers of the two ops (names, fields and semantics: runtime/plugins/spec.py).
 // Each plugin holds only its attributes; enqueue reads shapes from the tensor descriptors and calls the same C
 // entry points (libmrd_kernels) that Python calls through ctypes.
 #pragma once

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from runtime.preprocess import PreprocessedBatch, PreprocessParams
+from runtime.onnx_contract import ModelInfo
+from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 
 
@@ -26,37 +26,6 @@ class BackendError(RuntimeError):
 
 class BackendUnavailable(BackendError):
     """The backend's library or device is missing here (no TensorRT, no CUDA GPU, no such provider)."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the pipeline around a backend needs to know about its model, whatever the file format.
-
-    ``static_input_size`` is set for models built for one canvas (static ONNX exports, engines without
-    a dynamic profile): pre-processing then pads every batch to it. ``max_batch`` bounds a batch (engine
-    profiles, static ONNX batch); None means any size.
-    """
-
-    class_names: tuple[str, ...]  # index 0 is "__background__"
-    preprocess: PreprocessParams
-    mask_size: int | None = None  # M of the M x M mask probabilities, None without a mask head
-    keypoint_names: tuple[str, ...] | None = None
-    detections_per_image: int | None = None
-    precision: str = "fp32"
-    flavor: str | None = None  # ONNX flavor ("ort" / "trt") where the file says
-    static_input_size: tuple[int, int] | None = None
-    max_batch: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def with_min_size(self, min_size: int | None) -> ModelInfo:
-        """The same model fed a different short side (``--min-image-size``); max_size is kept."""
-        if min_size is None:
-            return self
-        return replace(self, preprocess=replace(self.preprocess, min_size=int(min_size)))
 
 
 class Backend(ABC):

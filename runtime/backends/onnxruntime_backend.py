@@ -2,7 +2,7 @@
 
 Model facts (classes, pre-processing, mask size, static shapes) come from the file's metadata through
 ``runtime.onnx_contract``, so an exported model runs with nothing but the .onnx file. A `trt`-flavor
-graph (plugin nodes) runs through the plugins' CPU reference ops (``runtime.ort_custom_ops``): the exact
+graph (plugin nodes) runs through the plugins' CPU reference ops (``runtime.plugins.ort_reference``): the exact
 graph TensorRT will parse is checked on machines without a GPU.
 """
 
@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from runtime import onnx_contract as contract
-from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo, check_batch
-from runtime.plugin_ops import NMS_OP, ROI_ALIGN_OP
+from runtime.backends.base import Backend, BackendError, BackendUnavailable, check_batch
+from runtime.onnx_contract import ModelInfo
+from runtime.plugins.spec import NMS_OP, ROI_ALIGN_OP
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 
@@ -104,7 +106,6 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(
                 str(e).replace("the ONNX Runtime session's model", str(self.model_path))
             ) from None
-        self._contract_info = meta
         self._output_names = [o.name for o in self.session.get_outputs()]
         missing = [n for n in contract.DETECTION_OUTPUTS if n not in self._output_names]
         if missing:
@@ -112,18 +113,7 @@ class OnnxRuntimeBackend(Backend):
                 f"{self.model_path}: outputs {self._output_names} lack {missing}; not a model of the ONNX contract"
             )
         static, batch = self._static_shape(meta)
-        self._info = ModelInfo(
-            class_names=tuple(meta.class_names),
-            preprocess=meta.preprocess,
-            mask_size=meta.mask_size,
-            keypoint_names=tuple(meta.keypoint_names) if meta.keypoint_names is not None else None,
-            detections_per_image=meta.detections_per_image,
-            precision=_precision(meta.extra, self.model_path.name),
-            flavor=meta.flavor,
-            static_input_size=static,
-            max_batch=batch,
-            extra={"opset": meta.opset},
-        )
+        self._info = replace(meta, static_input_size=static, batch=batch, max_batch=batch)
 
     def _session_options(self) -> ort.SessionOptions:
         so = ort.SessionOptions()
@@ -152,7 +142,7 @@ class OnnxRuntimeBackend(Backend):
                         f"{self.model_path}: ONNX Runtime cannot load it: {_first_line(message)}"
                     ) from None
         try:
-            from runtime.ort_custom_ops import reference_session
+            from runtime.plugins.ort_reference import reference_session
         except ImportError as e:
             raise BackendUnavailable(
                 f"{self.model_path} has TensorRT plugin nodes; running them here needs {e}"
@@ -169,10 +159,10 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"{self.model_path}: ONNX Runtime cannot load it with the reference ops: "
                                f"{_first_line(str(e))}") from None  # fmt: skip
 
-    def _static_shape(self, meta: contract.ModelInfo) -> tuple[tuple[int, int] | None, int | None]:
+    def _static_shape(self, meta: ModelInfo) -> tuple[tuple[int, int] | None, int | None]:
         """Fixed canvas and batch: from the metadata, else from the graph input's declared shape."""
         shape = next(i.shape for i in self.session.get_inputs() if i.name == contract.INPUT_IMAGES)
-        static = meta.static_size
+        static = meta.static_input_size
         if static is None and len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
             static = (int(shape[2]), int(shape[3]))
         batch = meta.batch
@@ -188,7 +178,7 @@ class OnnxRuntimeBackend(Backend):
         check_batch(batch, self._info, self.model_path)
         n = len(batch)
         images, sizes = batch.images, batch.image_sizes
-        fixed = self._info.max_batch
+        fixed = self._info.batch
         if fixed is not None and n > fixed:
             raise BackendError(f"{self.model_path.name} takes batches of {fixed}, got {n}")
         if fixed is not None and n < fixed:  # a static batch: fill with copies, drop their results
@@ -214,18 +204,6 @@ class OnnxRuntimeBackend(Backend):
         d["flavor"] = self._info.flavor
         d["reference_ops"] = self.uses_reference_ops
         return d
-
-
-def _precision(extra: dict[str, str], filename: str) -> str:
-    """The precision the exporter recorded, else a guess from the file name (model_fp16.onnx)."""
-    for key in ("precision", "dtype"):
-        if key in extra:
-            return str(extra[key])
-    lower = filename.lower()
-    for p in ("int8", "fp16"):
-        if p in lower:
-            return p
-    return "fp32"
 
 
 def _first_line(text: str) -> str:

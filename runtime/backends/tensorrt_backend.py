@@ -9,11 +9,9 @@ fails with :class:`BackendUnavailable` saying what to install or which backend t
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import replace
-from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +19,9 @@ import numpy as np
 
 from runtime import engine_sidecar
 from runtime import onnx_contract as contract
-from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo, check_batch
-from runtime.preprocess import PreprocessedBatch, PreprocessParams
+from runtime.backends.base import Backend, BackendError, BackendUnavailable, check_batch
+from runtime.onnx_contract import ModelInfo
+from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, find_tensorrt
 
@@ -31,43 +30,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-
-def read_sidecar(engine_path: Path) -> dict[str, Any]:
-    path = engine_sidecar.sidecar_path(engine_path)
-    if not path.is_file():
-        raise BackendError(
-            f"{engine_path}: its JSON sidecar {path.name} is missing; engines built by "
-            f"`python -m exporter --to tensorrt` are written with one (classes, pre-processing, precision)"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise BackendError(f"{path}: unreadable engine sidecar: {e}") from None
-    if not isinstance(data, dict):
-        raise BackendError(f"{path}: engine sidecar must be a JSON object")
-    return data
-
-
-def model_info_from_sidecar(data: dict[str, Any], source: str) -> ModelInfo:
-    """Sidecar keys are the ONNX metadata keys (runtime.onnx_contract), JSON-typed, plus ``precision``."""
-    try:
-        pre = data[contract.META_PREPROCESS]
-        static = data.get(contract.META_STATIC_SIZE)
-        kp = data.get(contract.META_KEYPOINT_NAMES)
-        return ModelInfo(
-            class_names=tuple(str(n) for n in data[contract.META_CLASS_NAMES]),
-            preprocess=PreprocessParams.from_dict(pre if isinstance(pre, dict) else json.loads(pre)),
-            mask_size=int(data[contract.META_MASK_SIZE]) if data.get(contract.META_MASK_SIZE) else None,
-            keypoint_names=tuple(kp) if kp else None,
-            detections_per_image=int(data.get(contract.META_DETECTIONS_PER_IMAGE, 0)) or None,
-            precision=str(data.get(engine_sidecar.KEY_PRECISION, "fp32")),
-            flavor=str(data.get(contract.META_FLAVOR, "trt")),
-            static_input_size=(int(static[0]), int(static[1])) if static else None,
-            extra=dict(data),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise BackendError(f"{source}: engine sidecar lacks or has a malformed entry: {e}") from None
 
 
 _USE_ORT = "without them run the .onnx model with the onnxruntime backend"
@@ -122,8 +84,11 @@ class TensorRTBackend(Backend):
 
         self._torch = import_torch_cuda(device)
         self._trt_version = str(trt.__version__)
-        sidecar = read_sidecar(self.model_path)
-        self._info = model_info_from_sidecar(sidecar, str(self.model_path))
+        try:
+            sidecar = engine_sidecar.read_sidecar(self.model_path)
+            self._info = contract.model_info_from_sidecar(sidecar, str(self.model_path))
+        except (engine_sidecar.SidecarError, contract.ContractError) as e:
+            raise BackendError(str(e)) from None
         self._check_compatible(sidecar)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._load_plugins(plugin_library)
@@ -132,8 +97,8 @@ class TensorRTBackend(Backend):
         if engine is None:
             raise BackendError(
                 f"{self.model_path}: TensorRT could not deserialize the engine (built by another TensorRT "
-                f"version or for another GPU? the sidecar says TensorRT {self._info.extra.get('tensorrt_version', '?')}, "
-                f"GPU {self._info.extra.get('gpu', '?')}); rebuild it on this machine"
+                f"version or for another GPU? the sidecar says TensorRT {self._info.extra.get(contract.SIDECAR_TENSORRT_VERSION, '?')}, "
+                f"GPU {self._info.extra.get(contract.SIDECAR_GPU, '?')}); rebuild it on this machine"
             )
         self._runtime = runtime
         self.engine: trt.ICudaEngine = engine
@@ -169,7 +134,7 @@ class TensorRTBackend(Backend):
 
         trt.init_libnvinfer_plugins(self._logger, "")
         if plugin_library is None:
-            from runtime.plugin_library import PluginLibraryNotFound, trt_plugin_library_path
+            from runtime.plugins.library import PluginLibraryNotFound, trt_plugin_library_path
 
             try:
                 plugin_library = trt_plugin_library_path()

@@ -13,7 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from runtime.backends.base import Backend, BackendError, BackendUnavailable, ModelInfo
+from runtime.backends.base import Backend, BackendError, BackendUnavailable
+from runtime.onnx_contract import ModelInfo
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 
@@ -48,7 +49,6 @@ class TorchBackend(Backend):
             ) from e
         from trainer.checkpoint import CheckpointError
         from trainer.config import ConfigError
-        from trainer.inference import preprocess_params
         from trainer.loading import load_trained_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -62,17 +62,25 @@ class TorchBackend(Backend):
             loaded = load_trained_model(self.model_path, config_file, opts)
         except (CheckpointError, ConfigError) as e:
             raise BackendError(f"{self.model_path}: {e}") from None
-        cfg = loaded.cfg
-        self.cfg = cfg
+        self.cfg = loaded.cfg
         self.model = loaded.model.to(device)
-        self._info = ModelInfo(
-            class_names=tuple(loaded.class_names),
-            preprocess=preprocess_params(cfg),
-            mask_size=2 * int(cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION) if cfg.MODEL.MASK_ON else None,
-            keypoint_names=tuple(loaded.keypoint_names) if loaded.keypoint_names else None,
-            detections_per_image=int(cfg.TEST.DETECTIONS_PER_IMG),
-            precision="fp32",
-        )
+        self._info = model_info_for(loaded.cfg, loaded.class_names, loaded.keypoint_names)
+
+    @classmethod
+    def from_model(
+        cls, model: Any, info: ModelInfo, device: str = "cpu", name: str = "<in-memory model>"
+    ) -> TorchBackend:
+        """A model already in memory (training-time evaluation, export verification) behind the same
+        interface, so those loops run through the Predictor like every other model."""
+        import torch
+
+        backend = cls.__new__(cls)
+        Backend.__init__(backend, name, device)
+        backend._torch = torch
+        backend.cfg = None
+        backend.model = model.to(device)
+        backend._info = info
+        return backend
 
     @property
     def info(self) -> ModelInfo:
@@ -103,3 +111,20 @@ class TorchBackend(Backend):
         if self.device.startswith("cuda"):
             d["gpu"] = torch.cuda.get_device_name(self.device)
         return d
+
+
+def model_info_for(
+    cfg: Any, class_names: Sequence[str], keypoint_names: Sequence[str] | None = None
+) -> ModelInfo:
+    """What the exported model's metadata would say, from the config it is built from."""
+    from trainer.inference import preprocess_params
+
+    return ModelInfo(
+        class_names=tuple(class_names),
+        preprocess=preprocess_params(cfg),
+        mask_size=2 * int(cfg.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION) if cfg.MODEL.MASK_ON else None,
+        keypoint_names=tuple(keypoint_names) if keypoint_names else None,
+        detections_per_image=int(cfg.TEST.DETECTIONS_PER_IMG),
+        precision="fp32",
+        config_yaml=cfg.dump(),
+    )

@@ -35,7 +35,7 @@ enum MrdDataType
     MRD_FLOAT16 = 1
 };
 
-/* Attributes of MRD_MultiLevelRoiAlign (runtime/plugin_ops.py: MultiLevelRoiAlignAttrs). */
+/* Attributes of MRD_MultiLevelRoiAlign (runtime/plugins/spec.py: MultiLevelRoiAlignAttrs). */
 typedef struct MrdRoiAlignParams
 {
     int32_t output_height;
@@ -48,7 +48,7 @@ typedef struct MrdRoiAlignParams
     float spatial_scales[MRD_MAX_LEVELS];
 } MrdRoiAlignParams;
 
-/* Attributes of MRD_BatchedNms (runtime/plugin_ops.py: BatchedNmsAttrs). */
+/* Attributes of MRD_BatchedNms (runtime/plugins/spec.py: BatchedNmsAttrs). */
 typedef struct MrdNmsParams
 {
     float score_threshold;

@@ -1,5 +1,5 @@
 // Per-element math of MRD_BatchedNms (torchvision's postprocess_detections filters and nms IoU), shared by the
-// CPU reference and the CUDA kernels. See runtime/plugin_ops.py for the op spec.
+// CPU reference and the CUDA kernels. See runtime/plugins/spec.py for the op spec.
 #pragma once
 
 #include "mrd/common.h"

@@ -1,4 +1,4 @@
-// Plugin names, version and field names of the two ops. They must equal runtime/plugin_ops.py, the one
+// Plugin names, version and field names of the two ops. They must equal runtime/plugins/spec.py, the one
 // written spec (tests/test_plugin_spec.py compares them), because TensorRT's ONNX parser finds a plugin by the
 // node's op type and turns each ONNX attribute into the plugin field of the same name.
 #pragma once

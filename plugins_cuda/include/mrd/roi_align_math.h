@@ -1,5 +1,5 @@
 // Per-element math of MRD_MultiLevelRoiAlign, exactly torchvision's (poolers.LevelMapper and the roi_align
-// kernel), shared by the CPU reference and the CUDA kernel. See runtime/plugin_ops.py for the op spec.
+// kernel), shared by the CPU reference and the CUDA kernel. See runtime/plugins/spec.py for the op spec.
 #pragma once
 
 #include "mrd/common.h"

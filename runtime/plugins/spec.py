@@ -2,7 +2,7 @@
 
 The exporter writes these nodes, the TensorRT plugins in ``plugins_cuda/`` implement them (their plugin
 names, versions and field names must be the strings below; ``tests/test_plugin_spec.py`` checks the C++
-sources against this file), and the CPU reference (``runtime.plugin_library``) runs them under ONNX Runtime
+sources against this file), and the CPU reference (``runtime.plugins.reference``) runs them under ONNX Runtime
 so the very graph TensorRT parses is verified on machines without a GPU.
 
 Semantics (both ops are exactly torchvision's, so an exported graph matches the PyTorch model):

@@ -1,6 +1,6 @@
 """Run `trt`-flavor ONNX graphs (with ``MRD_MultiLevelRoiAlign`` / ``MRD_BatchedNms`` nodes) on ONNX Runtime's CPU.
 
-The nodes are computed by the plugins' CPU reference (:mod:`runtime.plugin_library`), registered as
+The nodes are computed by the plugins' CPU reference (:mod:`runtime.plugins.reference`), registered as
 onnxruntime-extensions Python custom ops. Those have three limits that the ops' spec does not fit, so a graph
 goes through :func:`with_reference_ops` first, which changes nothing of the computation:
 
@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime.plugin_library import MAX_LEVELS, batched_nms_reference, multilevel_roi_align_reference
-from runtime.plugin_ops import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs
+from runtime.plugins.abi import MAX_LEVELS
+from runtime.plugins.reference import batched_nms_reference, multilevel_roi_align_reference
+from runtime.plugins.spec import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs
 
 if TYPE_CHECKING:
     import onnx
@@ -154,7 +155,7 @@ def _node_attrs(node: onnx.NodeProto, defaults: dict[str, Any]) -> dict[str, Any
         if a.name not in defaults:
             raise ValueError(
                 f"node {node.name!r} ({node.op_type}) has unknown attribute {a.name!r}; "
-                f"the spec (runtime/plugin_ops.py) knows {sorted(defaults)}"
+                f"the spec (runtime/plugins/spec.py) knows {sorted(defaults)}"
             )
         v = helper.get_attribute_value(a)
         values[a.name] = [float(x) for x in v] if isinstance(v, list | tuple) else v
