@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from calibration.cache import default_cache_path
 from calibration.errors import CalibrationError
@@ -66,6 +67,11 @@ class ExportOptions:
     batch: int | None = None
     verify: int | str | Path | None = None
     progress: bool = True
+
+    def onnx_arguments(self) -> dict[str, Any]:
+        """The keywords ``export_onnx`` takes from these options (all but ``verify``: each precision
+        verifies its own file, after its own pass)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "verify"}
 
 
 @dataclass(frozen=True)
@@ -164,19 +170,7 @@ def export_precision(
         if calib is None:
             raise ExportError("INT8 needs a calibration source: --calib-images DIR or --calib-dataset NAME")
         return export_int8(options, output, calib, flavor)
-    done = export_onnx(
-        weights=options.weights,
-        output=output,
-        config_file=options.config_file,
-        opts=options.opts,
-        flavor=flavor,
-        opset=options.opset,
-        simplify=options.simplify,
-        static_size=options.static_size,
-        batch=options.batch,
-        verify=options.verify,
-        progress=options.progress,
-    )
+    done = export_onnx(output=output, flavor=flavor, verify=options.verify, **options.onnx_arguments())
     verification = done.verification if isinstance(done.verification, VerificationResult) else None
     return PrecisionExportResult(Path(output), "fp32", flavor, [done.summary()], verification)
 
@@ -282,10 +276,7 @@ def _profile(onnx_path: Path, lo: BHW | None, mid: BHW | None, hi: BHW | None) -
 
 
 def _export_fp32(options: ExportOptions, output: Path, flavor: str) -> Path:
-    export_onnx(
-        options.weights, output, options.config_file, options.opts, flavor, options.opset, options.simplify,
-        options.static_size, options.batch, verify=None, progress=options.progress,
-    )  # fmt: skip
+    export_onnx(output=output, flavor=flavor, verify=None, **options.onnx_arguments())
     return output
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -233,31 +233,35 @@ class ExportableDetector(nn.Module):
         scores = torch.where(proposal_valid[..., None], scores, -1.0)
         return self.ops.batched_nms(boxes, scores, self.box_nms)
 
+    def _pool_kept(
+        self, features: dict[str, Tensor], dets: NmsResult, names: list[str], attrs: Any
+    ) -> Tensor:
+        """ROI features of the kept boxes ([B*K, C, S, S]): what the mask and keypoint heads both read."""
+        return self.ops.multilevel_roi_align(dets.boxes, [features[n] for n in names], attrs)
+
+    @staticmethod
+    def _zero_padding(dets: NmsResult, values: Tensor) -> Tensor:
+        """``values`` [B, K, ...] with the padding slots (class -1) set to 0, as the contract says."""
+        valid = dets.classes >= 0
+        return torch.where(valid[(..., *[None] * (values.dim() - 2))], values, torch.zeros_like(values))
+
     def masks(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
         """Mask head on the kept boxes; probabilities of each detection's own class -> [B, K, M, M]."""
         heads = self.model.roi_heads
         batch, k = dets.boxes.shape[0], dets.boxes.shape[1]
-        pooled = self.ops.multilevel_roi_align(
-            dets.boxes, [features[n] for n in self.mask_names], self.mask_attrs
-        )
+        pooled = self._pool_kept(features, dets, self.mask_names, self.mask_attrs)
         logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*K, C, M, M]
         m = logits.shape[-1]
         label = dets.classes.to(torch.int64).clamp(min=0).reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
-        probs = torch.sigmoid(logits.gather(1, label)).reshape(batch, k, m, m)
-        valid = dets.classes >= 0
-        return torch.where(valid[..., None, None], probs, torch.zeros_like(probs))
+        return self._zero_padding(dets, torch.sigmoid(logits.gather(1, label)).reshape(batch, k, m, m))
 
     def keypoint_heatmaps(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
         """Keypoint head on the kept boxes -> logits [B, K, NK, S, S], 0 in padding (decoded on the host)."""
         heads = self.model.roi_heads
         batch, k = dets.boxes.shape[0], dets.boxes.shape[1]
-        pooled = self.ops.multilevel_roi_align(
-            dets.boxes, [features[n] for n in self.keypoint_feature_names], self.keypoint_attrs
-        )
+        pooled = self._pool_kept(features, dets, self.keypoint_feature_names, self.keypoint_attrs)
         logits = heads.keypoint_predictor(heads.keypoint_head(pooled))  # [B*K, NK, S, S]
-        logits = logits.reshape(batch, k, logits.shape[1], logits.shape[2], logits.shape[3])
-        valid = dets.classes >= 0
-        return torch.where(valid[..., None, None, None], logits, torch.zeros_like(logits))
+        return self._zero_padding(dets, logits.reshape(batch, k, *logits.shape[1:]))
 
 
 def clip_to_images(boxes: Tensor, image_sizes: Tensor) -> Tensor:

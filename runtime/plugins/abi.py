@@ -1,7 +1,7 @@
 """ctypes mirrors of the C ABI of ``plugins_cuda/include/mrd/c_api.h``, and the spec's attrs in that form.
 
 The structs are written out field by field, like the C declarations they mirror, so a reader can hold one
-against the other; ``tests/test_plugin_spec.py`` checks that the field names and ``MAX_LEVELS`` match.
+against the other; ``tests/plugins/test_spec.py`` checks that the field names and ``MAX_LEVELS`` match.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The one written-down spec of the two custom ops the `trt` ONNX flavor uses.
 
 The exporter writes these nodes, the TensorRT plugins in ``plugins_cuda/`` implement them (their plugin
-names, versions and field names must be the strings below; ``tests/test_plugin_spec.py`` checks the C++
+names, versions and field names must be the strings below; ``tests/plugins/test_spec.py`` checks the C++
 sources against this file), and the CPU reference (``runtime.plugins.reference``) runs them under ONNX Runtime
 so the very graph TensorRT parses is verified on machines without a GPU.
 

@@ -1,6 +1,6 @@
 """Writes ``export_golden.npz``: what the exporter produced for a seeded shapes model before a refactor.
 
-``tests/exporter/test_export_golden.py`` re-exports the same model with the code of the day and compares:
+``tests/exporter/test_golden.py`` re-exports the same model with the code of the day and compares:
 the multiset of ops, the initializers (dtype, shape, bytes hash; names left out, so a pass may rename),
 the inputs/outputs and their shapes, the metadata, and the outputs on two fixed input batches. Run it
 again (``python tests/data/make_export_golden.py``) only when an export is meant to change, and say why in

@@ -22,11 +22,20 @@ def test_int_accepted_for_float_and_bool_words() -> None:
     assert cfg.INPUT.MIN_SIZE_TRAIN == (640,)
 
 
-def test_unknown_key_names_closest() -> None:
-    with pytest.raises(ConfigError, match=r"SOLVER\.BASE_LRR.*did you mean SOLVER\.BASE_LR"):
-        load_config(None, ["SOLVER.BASE_LRR", "0.1"])
-    with pytest.raises(ConfigError, match=r"did you mean .*SOLVER\.BASE_LR"):
-        load_config(None, ["BASE_LR", "0.1"])
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (["SOLVER.BASE_LRR", "0.1"], r"SOLVER\.BASE_LRR.*did you mean SOLVER\.BASE_LR"),
+        (["BASE_LR", "0.1"], r"did you mean .*SOLVER\.BASE_LR"),
+        (["SOLVER.MAX_ITER", "many"], r"SOLVER\.MAX_ITER .*wants a int.*got str 'many'"),
+        (["SOLVER.STEPS", "('a', 'b')"], r"SOLVER\.STEPS"),
+    ],
+    ids=["typo", "short-name", "wrong-type", "wrong-tuple-type"],
+)
+def test_bad_override_names_the_key(opts: list[str], message: str) -> None:
+    """An unknown key names the closest valid ones; a wrongly typed value names the key and the type."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, opts)
 
 
 def test_unknown_key_in_yaml_names_file(tmp_path: Path) -> None:
@@ -34,13 +43,6 @@ def test_unknown_key_in_yaml_names_file(tmp_path: Path) -> None:
     f.write_text("MODEL:\n  MASK_ONN: True\n")
     with pytest.raises(ConfigError, match=r"MODEL\.MASK_ONN' in .*bad\.yaml.*MODEL\.MASK_ON"):
         load_config(f)
-
-
-def test_wrong_type_names_key_and_type() -> None:
-    with pytest.raises(ConfigError, match=r"SOLVER\.MAX_ITER .*wants a int.*got str 'many'"):
-        load_config(None, ["SOLVER.MAX_ITER", "many"])
-    with pytest.raises(ConfigError, match=r"SOLVER\.STEPS"):
-        load_config(None, ["SOLVER.STEPS", "('a', 'b')"])
 
 
 def test_pairs_and_files_and_cross_checks(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ field of the same name, so a typo on either side would only show up as a failed 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from runtime.plugins import abi, spec
+from tests.common import REPO
 
-PLUGINS = Path(__file__).resolve().parents[1] / "plugins_cuda"
+PLUGINS = REPO / "plugins_cuda"
 OP_SPEC_H = (PLUGINS / "include" / "mrd" / "op_spec.h").read_text()
 
 

@@ -49,15 +49,19 @@ def test_color_gray_rgba_16bit_palette(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_image(tmp_path / "la.png")[..., 2], gray)
 
 
-def test_bad_files_are_named(tmp_path: Path) -> None:
-    with pytest.raises(ImageReadError, match="missing.png: no such file"):
-        read_image(tmp_path / "missing.png")
-    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
-    with pytest.raises(ImageReadError, match="corrupt.jpg: corrupt"):
-        read_image(tmp_path / "corrupt.jpg")
-    (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(ImageReadError, match="empty.png: empty file"):
-        read_image(tmp_path / "empty.png")
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.png", None, "missing.png: no such file"),
+        ("corrupt.jpg", b"\xff\xd8\xff not really a jpeg", "corrupt.jpg: corrupt"),
+        ("empty.png", b"", "empty.png: empty file"),
+    ],
+)
+def test_bad_files_are_named(tmp_path: Path, name: str, content: bytes | None, message: str) -> None:
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    with pytest.raises(ImageReadError, match=message):
+        read_image(tmp_path / name)
 
 
 def test_folder_iteration_skips_bad_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.common import REPO
 
 BLOCKER = textwrap.dedent(
     """

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.common import REPO
 from tests.data import make_export_golden as golden
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "export_golden.npz"
+GOLDEN = REPO / "tests" / "data" / "export_golden.npz"
 
 
 @pytest.fixture(scope="module")

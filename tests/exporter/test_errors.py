@@ -83,8 +83,7 @@ def test_verify_images_folder_without_images(
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
-    code = main(["--to", "onnx", "--weights", str(shapes_checkpoint), "--output", str(tmp_path / "m.onnx"),
-                 "--verify-images", str(empty)])  # fmt: skip
+    code = _export_cli(shapes_checkpoint, tmp_path, "--verify-images", str(empty))
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     assert "--verify-images: no image files" in err and str(empty) in err
@@ -96,20 +95,15 @@ def test_missing_weights(tmp_path: Path) -> None:
         export_onnx(tmp_path / "missing.pth", tmp_path / "m.onnx", progress=False)
 
 
+def _export_cli(weights: Path, tmp_path: Path, *extra: str) -> int:
+    """``python -m exporter`` on ``weights`` into ``tmp_path``, quiet, with ``extra`` arguments."""
+    return main(["--weights", str(weights), "--output", str(tmp_path / "m.onnx"), "--quiet", *extra])
+
+
 def test_cli_prints_one_error_line(
     shapes_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "--weights",
-            str(shapes_checkpoint),
-            "--output",
-            str(tmp_path / "m.onnx"),
-            "--opset",
-            "12",
-            "--quiet",
-        ]
-    )
+    code = _export_cli(shapes_checkpoint, tmp_path, "--opset", "12")
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: opset 12 is below the minimum") and "Traceback" not in err
@@ -118,16 +112,6 @@ def test_cli_prints_one_error_line(
 def test_cli_unknown_config_key(
     shapes_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "--weights",
-            str(shapes_checkpoint),
-            "--output",
-            str(tmp_path / "m.onnx"),
-            "--quiet",
-            "SOLVER.BASE_LRR",
-            "1",
-        ]
-    )
+    code = _export_cli(shapes_checkpoint, tmp_path, "SOLVER.BASE_LRR", "1")
     assert code == 2
     assert "unknown config key 'SOLVER.BASE_LRR'" in capsys.readouterr().err
