@@ -13,7 +13,7 @@ import copy
 import io
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec
 
@@ -144,21 +144,16 @@ def evaluate_coco_detailed(
     return out
 
 
-def _metrics_only(detailed: Callable[P, dict[str, CocoTypeResult]]) -> Callable[P, CocoMetrics]:
-    """``detailed`` returning the metrics alone: one signature to maintain, not two copies that drift apart."""
+def evaluate_coco(
+    coco_gt: Any, detections: Mapping[int, Detections], iou_types: Sequence[str] = IOU_TYPES, **options: Any
+) -> CocoMetrics:
+    """COCO metrics per IoU type, e.g. ``{"bbox": {"AP": 0.37, ...}, "segm": {...}}`` (values in [0, 1]).
 
-    def evaluate_coco(*args: P.args, **kwargs: P.kwargs) -> CocoMetrics:
-        """COCO metrics per IoU type, e.g. ``{"bbox": {"AP": 0.37, ...}, "segm": {...}}`` (values in [0, 1]).
-
-        Takes the arguments of :func:`evaluate_coco_detailed` (which says what is evaluated and skipped) and
-        returns its metrics without the precision arrays.
-        """
-        return {iou_type: r.metrics for iou_type, r in detailed(*args, **kwargs).items()}
-
-    return evaluate_coco
-
-
-evaluate_coco = _metrics_only(evaluate_coco_detailed)
+    :func:`evaluate_coco_detailed` without the precision arrays; ``options`` are its keywords (backend,
+    label_to_category, verbose, kpt_oks_sigmas), passed on rather than repeated, so the two cannot drift apart.
+    """
+    detailed = evaluate_coco_detailed(coco_gt, detections, iou_types, **options)
+    return {iou_type: r.metrics for iou_type, r in detailed.items()}
 
 
 def format_metrics_table(
