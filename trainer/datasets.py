@@ -24,7 +24,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from runtime.datasets import DatasetCatalog, DatasetError, load_coco_annotations
+from runtime.datasets import DatasetCatalog, DatasetError, DatasetSpec, check_files, load_coco_annotations
 from runtime.image_io import ImageReadError, read_image
 from trainer.transforms import Transform, build_train_transforms
 
@@ -58,10 +58,7 @@ class COCODetection(Dataset):
         keep_empty_images: bool = True,
     ) -> None:
         self.ann_file, self.img_dir = Path(ann_file), Path(img_dir)
-        if not self.ann_file.is_file():
-            raise DatasetError(f"annotation file not found: {self.ann_file}")
-        if not self.img_dir.is_dir():
-            raise DatasetError(f"image folder not found: {self.img_dir}")
+        check_files(DatasetSpec(str(self.ann_file), self.ann_file, self.img_dir))
         self.train = train
         self.transforms = transforms
         self.coco = _load_coco(self.ann_file)
