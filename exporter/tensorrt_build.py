@@ -20,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter.errors import ExportError
 from exporter.trtexec import format_command, trtexec_command
@@ -27,6 +28,9 @@ from runtime import onnx_contract as contract
 from runtime.engine_sidecar import write_sidecar
 from runtime.plugins.spec import DOMAIN
 from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, probe_tensorrt
+
+if TYPE_CHECKING:
+    import tensorrt as trt
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +181,8 @@ def build_engine(
 
     ``profile`` defaults to :func:`default_profile` of the model's metadata. ``plugin_library`` defaults to
     the built ``libmrd_trt_plugins.so`` when the graph has plugin nodes. ``timing_cache`` is read when it
-    exists and written back after the build.
+    exists and TensorRT accepts it (else the build starts a fresh cache, with a warning) and written back
+    after the build, atomically; a cache that cannot be read or written never costs the engine.
     """
     start = time.perf_counter()
     src, dst = Path(onnx_path), Path(engine_path)
@@ -204,7 +209,7 @@ def build_engine(
             plugins = trt_plugin_library_path()
         except PluginLibraryNotFound as e:
             raise ExportError(f"{src} has plugin nodes (trt flavor): {e}") from None
-    serialized = _build(src, profile, plugins, workspace_mib, cache, optimization_level, verbose)
+    serialized, cache_bytes = _build(src, profile, plugins, workspace_mib, cache, optimization_level, verbose)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.write_bytes(serialized)
@@ -224,7 +229,9 @@ def build_engine(
             },
         ),
     )
-    return EngineBuildResult(dst, sidecar, cache, time.perf_counter() - start, len(serialized))
+    # last, after the engine and its sidecar are on disk: a cache that cannot be written costs a warning only
+    saved = cache if cache is not None and save_timing_cache(cache, cache_bytes) else None
+    return EngineBuildResult(dst, sidecar, saved, time.perf_counter() - start, len(serialized))
 
 
 def check_profile(profile: ProfileShapes, info: contract.ModelInfo) -> None:
@@ -270,6 +277,84 @@ def _metadata_props(onnx_path: Path) -> dict[str, str]:
     return contract.metadata_props(model)
 
 
+def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
+    """Give the build the timing cache at ``path`` if TensorRT accepts it, else a fresh one, with a warning.
+
+    ``set_timing_cache`` returns False when it refuses a cache (another GPU, another TensorRT version, a
+    damaged file); TensorRT then has no cache set. A fresh cache (``create_timing_cache(b"")``) takes its
+    place, so the build runs and the cache written after it fits this machine.
+    """
+    old = b""
+    if path is not None and path.is_file():
+        try:
+            old = path.read_bytes()
+        except OSError as e:
+            log.warning("cannot read the timing cache %s (%s); starting a fresh one", path, e)
+    if old:
+        cache = _create_timing_cache(config, old)
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return
+        log.warning(
+            "timing cache %s is damaged or does not fit this TensorRT/GPU; starting a fresh one "
+            "(written over it after the build)",
+            path,
+        )
+    fresh = _create_timing_cache(config, b"")
+    if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
+        log.warning("TensorRT refused a fresh timing cache; building without one")
+
+
+def _create_timing_cache(config: trt.IBuilderConfig, blob: bytes) -> trt.ITimingCache | None:
+    try:
+        return config.create_timing_cache(blob)
+    except Exception as e:  # a binding that raises on a blob it cannot parse instead of returning None
+        log.warning("TensorRT cannot read the timing cache (%s)", e)
+        return None
+
+
+def serialized_timing_cache(config: trt.IBuilderConfig) -> bytes | None:
+    """The build's timing cache as bytes; None (with a warning) if there is none or it cannot be serialized."""
+    cache = config.get_timing_cache()  # None when no cache is set (set_timing_cache refused it)
+    if cache is None:
+        log.warning("the build has no timing cache to save")
+        return None
+    try:
+        return bytes(cache.serialize())
+    except Exception as e:  # never lose the engine over its cache
+        log.warning("cannot serialize the timing cache (%s)", e)
+        return None
+
+
+def save_timing_cache(path: Path, data: bytes | None) -> bool:
+    """Write ``data`` to ``path`` atomically (a temporary file in the same folder, then a rename): a reader
+    never sees half a cache. Returns False, with a warning, when there is nothing to write or it fails."""
+    if data is None:
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot write the timing cache %s (%s); the engine is written, the cache is not", path, e)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is what failed
+        return False
+    return True
+
+
+def load_plugin_library(registry: trt.IPluginRegistry, plugin_library: Path) -> None:
+    """Our plugin creators into the builder's registry, checked (:func:`runtime.plugins.library.register_trt_plugins`)."""
+    from runtime.plugins.library import PluginRegistrationError, register_trt_plugins
+
+    try:
+        register_trt_plugins(registry, plugin_library)
+    except PluginRegistrationError as e:
+        raise ExportError(str(e)) from None
+
+
 def _build(
     onnx_path: Path,
     profile: ProfileShapes,
@@ -278,18 +363,18 @@ def _build(
     timing_cache: Path | None,
     optimization_level: int | None,
     verbose: bool,
-) -> bytes:
-    """The TensorRT part, typed against tensorrt-stubs (only reached once :func:`probe_tensorrt` found it)."""
+) -> tuple[bytes, bytes | None]:
+    """The TensorRT part, typed against tensorrt-stubs (only reached once :func:`probe_tensorrt` found it).
+
+    Returns the serialized engine and, when ``timing_cache`` is given, the timing cache to save (or None).
+    """
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.VERBOSE if verbose else trt.Logger.WARNING)
     trt.init_libnvinfer_plugins(logger, "")
     builder = trt.Builder(logger)
     if plugin_library is not None:
-        try:
-            builder.get_plugin_registry().load_library(str(plugin_library))
-        except Exception as e:  # TensorRT raises a plain RuntimeError/TypeError for a bad library
-            raise ExportError(f"TensorRT cannot load the plugin library {plugin_library}: {e}") from None
+        load_plugin_library(builder.get_plugin_registry(), plugin_library)
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -312,15 +397,10 @@ def _build(
             trt.Dims(list(shapes["max"][name])),
         )
     config.add_optimization_profile(opt_profile)
-    old_cache = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(old_cache)
-    if not config.set_timing_cache(cache, ignore_mismatch=False):
-        log.warning("timing cache %s does not fit this TensorRT/GPU; building without it", timing_cache)
+    attach_timing_cache(config, timing_cache)
     log.info("building the TensorRT engine (strongly typed) from %s ...", onnx_path)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build an engine from {onnx_path}; its log above says why")
-    if timing_cache is not None:
-        timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    return bytes(serialized)
+    cache_bytes = serialized_timing_cache(config) if timing_cache is not None else None
+    return bytes(serialized), cache_bytes

@@ -24,6 +24,7 @@ from runtime.plugins.library import (  # noqa: E402
     KERNEL_LIBRARY,
     REPO_ROOT,
     TRT_PLUGIN_LIBRARY,
+    TRT_SELF_REGISTERING_LIBRARY,
     PluginLibraryNotFound,
     find_library,
 )
@@ -55,12 +56,16 @@ def build_plugins(
     *,
     cuda: bool = True,
     tensorrt_root: str | Path | None = None,
+    tensorrt_include_dir: str | Path | None = None,
+    cuda_architectures: str | None = None,
     jobs: int = 2,
     quiet: bool = True,
 ) -> Path:
     """Configure and build the plugin libraries with CMake; returns the directory holding them.
 
     Used by tests and CI when nothing is built yet. ``build_dir`` is relative to the repository root.
+    ``tensorrt_root`` / ``tensorrt_include_dir`` add the TensorRT plugin libraries (and their C++ test);
+    ``cuda_architectures`` overrides CMake's list (e.g. ``"80"`` for a build that only checks code).
     """
     cmake = shutil.which("cmake")
     if cmake is None:
@@ -77,6 +82,10 @@ def build_plugins(
         configure.append(f"-DCMAKE_CUDA_COMPILER={nvcc}")
     if tensorrt_root is not None:
         configure.append(f"-DTENSORRT_ROOT={tensorrt_root}")
+    if tensorrt_include_dir is not None:
+        configure.append(f"-DTENSORRT_INCLUDE_DIR={tensorrt_include_dir}")
+    if cuda_architectures is not None and nvcc:
+        configure.append(f"-DCMAKE_CUDA_ARCHITECTURES={cuda_architectures}")
     for cmd in (configure, [cmake, "--build", str(build), "-j", str(jobs)]):
         result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=quiet, text=True)
         if result.returncode != 0:
@@ -111,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python scripts/build_plugins.py [BUILD_DIR]``: build the libraries and print where they are."""
     args = list(sys.argv[1:] if argv is None else argv)
     out = build_plugins(args[0] if args else "build", quiet=False)
-    for name in (HOST_LIBRARY, KERNEL_LIBRARY, TRT_PLUGIN_LIBRARY):
+    for name in (HOST_LIBRARY, KERNEL_LIBRARY, TRT_PLUGIN_LIBRARY, TRT_SELF_REGISTERING_LIBRARY):
         path = out / name
         print(f"{name}: {path if path.is_file() else 'not built'}")
     return 0

@@ -56,14 +56,23 @@ int key_bits(int32_t batch)
     return 32 + bits;
 }
 
-Workspace layout(char* base, int32_t batch, int32_t num_boxes, int32_t num_classes, int32_t keep_top_k)
+// The layout of the workspace for these sizes at `base` (nullptr: sizes only). cub's radix sort says how much
+// temporary storage it needs; that query fails without a usable CUDA device, and then there is no layout.
+cudaError_t layout(
+    char* base, int32_t batch, int32_t num_boxes, int32_t num_classes, int32_t keep_top_k, Workspace& w)
 {
     size_t const items = static_cast<size_t>(batch) * num_boxes * num_classes;
     size_t sort_bytes = 0;
-    cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, static_cast<uint64_t const*>(nullptr),
-        static_cast<uint64_t*>(nullptr), static_cast<int32_t const*>(nullptr), static_cast<int32_t*>(nullptr),
-        static_cast<int>(items), 0, key_bits(batch));
-    Workspace w{};
+    cudaError_t const err = cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes,
+        static_cast<uint64_t const*>(nullptr), static_cast<uint64_t*>(nullptr), static_cast<int32_t const*>(nullptr),
+        static_cast<int32_t*>(nullptr), static_cast<int>(items), 0, key_bits(batch));
+    if (err != cudaSuccess)
+    {
+        (void) cudaGetLastError(); // the query's error is reported here, not left for the next launch check
+        w = Workspace{};
+        return err;
+    }
+    w = Workspace{};
     size_t offset = 0;
     auto take = [&](size_t bytes) {
         char* p = base == nullptr ? nullptr : base + offset;
@@ -80,7 +89,7 @@ Workspace layout(char* base, int32_t batch, int32_t num_boxes, int32_t num_class
     w.sort_temp = take(sort_bytes);
     w.sort_temp_bytes = sort_bytes;
     w.total = offset;
-    return w;
+    return cudaSuccess;
 }
 
 template <typename T>
@@ -292,14 +301,39 @@ int run(MrdNmsParams const& p, void const* boxes_v, void const* scores_v, int32_
 
 } // namespace
 
+extern "C" MRD_API int mrd_cuda_batched_nms_query_workspace(
+    int32_t batch, int32_t num_boxes, int32_t num_classes, int32_t keep_top_k, size_t* bytes)
+{
+    using mrd::cuda::fail;
+    if (bytes == nullptr)
+    {
+        return fail(MRD_INVALID_ARGUMENT, "MRD_BatchedNms workspace size: null result pointer");
+    }
+    *bytes = 0;
+    if (batch < 0 || num_boxes < 0 || num_classes < 0 || keep_top_k < 0)
+    {
+        return fail(MRD_INVALID_ARGUMENT, "MRD_BatchedNms workspace size: negative batch/num_boxes/num_classes/keep_top_k");
+    }
+    if (static_cast<int64_t>(batch) * num_boxes * num_classes > INT_MAX)
+    {
+        return fail(MRD_INVALID_ARGUMENT, "MRD_BatchedNms workspace size: batch * num_boxes * num_classes exceeds 2^31 - 1");
+    }
+    Workspace w{};
+    cudaError_t const err = layout(nullptr, batch, num_boxes, num_classes, keep_top_k, w);
+    if (err != cudaSuccess)
+    {
+        return fail(MRD_CUDA_ERROR,
+            std::string("MRD_BatchedNms workspace size: cub's radix sort size query failed: ") + cudaGetErrorString(err));
+    }
+    *bytes = w.total;
+    return MRD_OK;
+}
+
 extern "C" MRD_API size_t mrd_cuda_batched_nms_workspace_size(
     int32_t batch, int32_t num_boxes, int32_t num_classes, int32_t keep_top_k)
 {
-    if (batch < 0 || num_boxes < 0 || num_classes < 0 || keep_top_k < 0)
-    {
-        return 0;
-    }
-    return layout(nullptr, batch, num_boxes, num_classes, keep_top_k).total;
+    size_t bytes = 0;
+    return mrd_cuda_batched_nms_query_workspace(batch, num_boxes, num_classes, keep_top_k, &bytes) == MRD_OK ? bytes : 0;
 }
 
 extern "C" MRD_API int mrd_cuda_batched_nms(int32_t dtype, MrdNmsParams const* params, void const* boxes,
@@ -329,13 +363,18 @@ extern "C" MRD_API int mrd_cuda_batched_nms(int32_t dtype, MrdNmsParams const* p
     {
         return MRD_OK;
     }
-    Workspace const w
-        = layout(static_cast<char*>(workspace), batch, num_boxes, num_classes, params->keep_top_k);
+    Workspace w{};
+    cudaError_t const query = layout(static_cast<char*>(workspace), batch, num_boxes, num_classes, params->keep_top_k, w);
+    if (query != cudaSuccess)
+    {
+        return fail(MRD_CUDA_ERROR, std::string("MRD_BatchedNms: cub's radix sort size query failed: ")
+                + cudaGetErrorString(query));
+    }
     if (workspace == nullptr || workspace_bytes < w.total)
     {
         return fail(MRD_WORKSPACE_TOO_SMALL,
             "MRD_BatchedNms: workspace of " + std::to_string(workspace_bytes) + " bytes, "
-                + std::to_string(w.total) + " needed (mrd_cuda_batched_nms_workspace_size)");
+                + std::to_string(w.total) + " needed for these shapes (mrd_cuda_batched_nms_query_workspace)");
     }
     auto const s = static_cast<cudaStream_t>(stream);
     bool const per_class = per_class_boxes != 0;

@@ -10,6 +10,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 
 namespace
@@ -38,18 +39,27 @@ struct Config
     int32_t k_max;
 };
 
-template <typename T>
+// Index: int32_t when every tensor has fewer than 2^31 elements (the usual case; 32-bit division and remainder
+// are several times cheaper than 64-bit ones on the GPU), int64_t otherwise. The loop counter stays 64-bit so
+// the grid stride cannot overflow; only the per-element index arithmetic is done in Index.
+template <typename T, typename Index>
 __global__ void multilevel_roi_align_kernel(float const* __restrict__ rois, Levels<T> levels, Config cfg,
     int64_t total, T* __restrict__ output)
 {
-    for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-         idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    Index const pooled_w = cfg.pooled_w;
+    Index const pooled_h = cfg.pooled_h;
+    Index const channels = cfg.channels;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     {
-        int const pw = static_cast<int>(idx % cfg.pooled_w);
-        int const ph = static_cast<int>((idx / cfg.pooled_w) % cfg.pooled_h);
-        int const c = static_cast<int>((idx / (cfg.pooled_w * cfg.pooled_h)) % cfg.channels);
-        int64_t const roi = idx / (static_cast<int64_t>(cfg.pooled_w) * cfg.pooled_h * cfg.channels);
-        int64_t const b = roi / cfg.num_rois;
+        Index const idx = static_cast<Index>(i);
+        Index const bin = idx / pooled_w;
+        int const pw = static_cast<int>(idx - bin * pooled_w);
+        Index const plane_index = bin / pooled_h; // roi * channels + c
+        int const ph = static_cast<int>(bin - plane_index * pooled_h);
+        Index const roi = plane_index / channels;
+        int const c = static_cast<int>(plane_index - roi * channels);
+        Index const b = roi / static_cast<Index>(cfg.num_rois);
         float const x1 = rois[roi * 4 + 0];
         float const y1 = rois[roi * 4 + 1];
         float const x2 = rois[roi * 4 + 2];
@@ -63,7 +73,7 @@ __global__ void multilevel_roi_align_kernel(float const* __restrict__ rois, Leve
             int const w = levels.width[level];
             mrd::RoiGeometry const g = mrd::roi_geometry(
                 x1, y1, x2, y2, levels.scale[level], cfg.aligned, cfg.pooled_h, cfg.pooled_w, cfg.sampling_ratio);
-            T const* plane = levels.data[level] + (b * cfg.channels + c) * static_cast<int64_t>(h) * w;
+            T const* plane = levels.data[level] + (b * channels + c) * static_cast<Index>(h) * w;
             value = mrd::roi_align_bin(plane, h, w, g, ph, pw);
         }
         output[idx] = mrd::from_float<T>(value);
@@ -91,10 +101,24 @@ int launch(MrdRoiAlignParams const& p, float const* rois, int32_t batch, int32_t
     {
         return MRD_OK;
     }
+    // every element count (output, rois, each feature map) below 2^31: 32-bit indices
+    int64_t largest = std::max<int64_t>(total, static_cast<int64_t>(batch) * num_rois * 4);
+    for (int l = 0; l < p.num_levels; ++l)
+    {
+        largest = std::max<int64_t>(largest, static_cast<int64_t>(batch) * channels * heights[l] * widths[l]);
+    }
     int const threads = 256;
     int64_t const blocks = std::min<int64_t>((total + threads - 1) / threads, int64_t{1} << 20);
-    multilevel_roi_align_kernel<T><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
-        rois, levels, cfg, total, static_cast<T*>(output));
+    if (largest <= INT32_MAX)
+    {
+        multilevel_roi_align_kernel<T, int32_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+            rois, levels, cfg, total, static_cast<T*>(output));
+    }
+    else
+    {
+        multilevel_roi_align_kernel<T, int64_t><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+            rois, levels, cfg, total, static_cast<T*>(output));
+    }
     return mrd::cuda::check_launch("MRD_MultiLevelRoiAlign kernel");
 }
 

@@ -19,6 +19,7 @@ namespace
 
 std::mutex gLoggerMutex;
 nvinfer1::ILoggerFinder* gLoggerFinder = nullptr;
+nvinfer1::ILogger* gFallbackLogger = nullptr;
 
 // One numeric field as double, whatever numeric type the producer used; false for other types.
 bool field_value(PluginField const& f, int32_t i, double& out)
@@ -46,34 +47,69 @@ std::string read_scalar(PluginField const& f, double& out)
 
 void set_logger_finder(nvinfer1::ILoggerFinder* finder) noexcept
 {
-    std::lock_guard<std::mutex> lock(gLoggerMutex);
-    if (gLoggerFinder == nullptr)
+    try
     {
-        gLoggerFinder = finder;
+        std::lock_guard<std::mutex> lock(gLoggerMutex);
+        if (gLoggerFinder == nullptr && finder != nullptr)
+        {
+            gLoggerFinder = finder;
+        }
+    }
+    catch (...)
+    {
+        // std::mutex::lock failed (std::system_error): keep the previous logger
+    }
+}
+
+void set_fallback_logger(nvinfer1::ILogger* logger) noexcept
+{
+    try
+    {
+        std::lock_guard<std::mutex> lock(gLoggerMutex);
+        gFallbackLogger = logger;
+    }
+    catch (...)
+    {
+    }
+}
+
+void log_message(nvinfer1::ILogger::Severity severity, char const* message, char const* detail) noexcept
+{
+    try
+    {
+        std::string text = message != nullptr ? message : "";
+        if (detail != nullptr)
+        {
+            text += ": ";
+            text += detail;
+        }
+        nvinfer1::ILogger* logger = nullptr;
+        {
+            std::lock_guard<std::mutex> lock(gLoggerMutex);
+            logger = gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
+            if (logger == nullptr)
+            {
+                logger = gFallbackLogger;
+            }
+        }
+        if (logger != nullptr)
+        {
+            logger->log(severity, text.c_str());
+        }
+        else
+        {
+            std::cerr << "[mrd_trt_plugins] " << text << std::endl;
+        }
+    }
+    catch (...)
+    {
+        // out of memory while reporting: nothing left to report with
     }
 }
 
 void log_error(std::string const& message) noexcept
 {
-    try
-    {
-        nvinfer1::ILogger* logger = nullptr;
-        {
-            std::lock_guard<std::mutex> lock(gLoggerMutex);
-            logger = gLoggerFinder != nullptr ? gLoggerFinder->findLogger() : nullptr;
-        }
-        if (logger != nullptr)
-        {
-            logger->log(nvinfer1::ILogger::Severity::kERROR, message.c_str());
-        }
-        else
-        {
-            std::cerr << "[mrd_trt_plugins] " << message << std::endl;
-        }
-    }
-    catch (...)
-    {
-    }
+    log_message(nvinfer1::ILogger::Severity::kERROR, message.c_str());
 }
 
 MrdRoiAlignParams default_roi_align_params()
@@ -168,9 +204,13 @@ std::string parse_roi_align_fields(PluginFieldCollection const* fc, MrdRoiAlignP
     return validate(p);
 }
 
-std::string parse_nms_fields(PluginFieldCollection const* fc, MrdNmsParams& p)
+std::string parse_nms_fields(PluginFieldCollection const* fc, MrdNmsParams& p, int64_t* workspace_bytes)
 {
     p = default_nms_params();
+    if (workspace_bytes != nullptr)
+    {
+        *workspace_bytes = 0;
+    }
     for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i)
     {
         PluginField const& f = fc->fields[i];
@@ -199,6 +239,19 @@ std::string parse_nms_fields(PluginFieldCollection const* fc, MrdNmsParams& p)
                                                       : p.background_class;
             target = static_cast<int32_t>(v);
         }
+        else if (name == kNmsWorkspaceField)
+        {
+            // written by getFieldsToSerialize only (see NmsPlugin::getWorkspaceSize), never an ONNX attribute
+            if (!err.empty() || !(v >= 0.0) || v > 9.0e18)
+            {
+                return std::string("field '") + kNmsWorkspaceField + "' must be one non-negative integer";
+            }
+            if (workspace_bytes != nullptr)
+            {
+                *workspace_bytes = f.type == PluginFieldType::kINT64 ? *static_cast<int64_t const*>(f.data)
+                                                                      : static_cast<int64_t>(v);
+            }
+        }
         else
         {
             return "unknown field '" + name + "'";
@@ -220,7 +273,7 @@ std::vector<PluginField> roi_align_fields_of(MrdRoiAlignParams const& p)
     };
 }
 
-std::vector<PluginField> nms_fields_of(MrdNmsParams const& p)
+std::vector<PluginField> nms_fields_of(MrdNmsParams const& p, int64_t const& workspace_bytes)
 {
     return {
         PluginField(kNmsFieldNames[0], &p.score_threshold, PluginFieldType::kFLOAT32, 1),
@@ -229,6 +282,7 @@ std::vector<PluginField> nms_fields_of(MrdNmsParams const& p)
         PluginField(kNmsFieldNames[3], &p.pre_nms_top_k, PluginFieldType::kINT32, 1),
         PluginField(kNmsFieldNames[4], &p.keep_top_k, PluginFieldType::kINT32, 1),
         PluginField(kNmsFieldNames[5], &p.background_class, PluginFieldType::kINT32, 1),
+        PluginField(kNmsWorkspaceField, &workspace_bytes, PluginFieldType::kINT64, 1),
     };
 }
 

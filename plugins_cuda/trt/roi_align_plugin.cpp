@@ -2,15 +2,23 @@
 // (float32 or float16, all the same), output [B*R,C,P_h,P_w] in the features' type.
 #include "plugin_fields.h"
 #include "plugins.h"
+#include "shape_checks.h"
 
 #include "mrd/op_spec.h"
 
-#include <new>
+#include <array>
 
 namespace mrd::trt
 {
 
 using namespace nvinfer1;
+
+namespace
+{
+
+constexpr int32_t kMaxInputs = MRD_MAX_LEVELS + 1;
+
+} // namespace
 
 RoiAlignPlugin::RoiAlignPlugin(MrdRoiAlignParams const& params)
     : mParams(params)
@@ -19,7 +27,7 @@ RoiAlignPlugin::RoiAlignPlugin(MrdRoiAlignParams const& params)
 
 IPluginV3* RoiAlignPlugin::clone() noexcept
 {
-    return new (std::nothrow) RoiAlignPlugin(mParams);
+    return guarded<IPluginV3*>("MRD_MultiLevelRoiAlign clone", nullptr, [&] { return new RoiAlignPlugin(mParams); });
 }
 
 char const* RoiAlignPlugin::getPluginName() const noexcept
@@ -32,36 +40,57 @@ int32_t RoiAlignPlugin::getNbOutputs() const noexcept
     return 1;
 }
 
+std::string RoiAlignPlugin::check(PluginTensorDesc const* in, int32_t nbInputs) const
+{
+    if (in == nullptr)
+    {
+        return "no input descriptors";
+    }
+    if (nbInputs != mParams.num_levels + 1)
+    {
+        return check_roi_align_shapes(mParams, nullptr, nbInputs); // the input count message, reads nothing
+    }
+    std::array<Dims, kMaxInputs> dims{};
+    for (int32_t i = 0; i < nbInputs; ++i)
+    {
+        dims[i] = in[i].dims;
+    }
+    return check_roi_align_shapes(mParams, dims.data(), nbInputs);
+}
+
 int32_t RoiAlignPlugin::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const*, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != mParams.num_levels + 1 || nbOutputs != 1)
-    {
-        log_error(std::string(kRoiAlignPluginName) + ": " + std::to_string(nbInputs - 1) + " feature inputs but "
-            + std::to_string(mParams.num_levels) + " spatial_scales");
-        return -1;
-    }
-    if (in[0].desc.dims.nbDims != 3 || in[0].desc.dims.d[2] != 4)
-    {
-        log_error(std::string(kRoiAlignPluginName) + ": rois must be [B, R, 4]");
-        return -1;
-    }
-    for (int32_t i = 1; i < nbInputs; ++i)
-    {
-        if (in[i].desc.dims.nbDims != 4)
+    return guarded<int32_t>("MRD_MultiLevelRoiAlign configurePlugin", -1, [&] {
+        if (nbOutputs != 1 || in == nullptr || nbInputs < 2 || nbInputs > kMaxInputs)
         {
-            log_error(std::string(kRoiAlignPluginName) + ": feature maps must be [B, C, H, W]");
+            report("needs rois, " + std::to_string(mParams.num_levels) + " feature maps and 1 output; got "
+                + std::to_string(nbInputs) + " inputs and " + std::to_string(nbOutputs) + " outputs");
             return -1;
         }
-    }
-    return 0;
+        // desc.dims holds -1 wherever an extent is only known at run time; those match anything here and are
+        // checked in onShapeChange.
+        std::array<Dims, kMaxInputs> dims{};
+        for (int32_t i = 0; i < nbInputs; ++i)
+        {
+            dims[i] = in[i].desc.dims;
+        }
+        std::string const err = check_roi_align_shapes(mParams, dims.data(), nbInputs);
+        if (!err.empty())
+        {
+            report(err);
+            return -1;
+        }
+        return 0;
+    });
 }
 
 int32_t RoiAlignPlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
 {
-    if (nbOutputs != 1 || nbInputs < 2)
+    if (outputTypes == nullptr || inputTypes == nullptr || nbOutputs != 1 || nbInputs < 2)
     {
+        report("getOutputDataTypes: expected rois and feature maps, 1 output");
         return -1;
     }
     outputTypes[0] = inputTypes[1];
@@ -71,24 +100,45 @@ int32_t RoiAlignPlugin::getOutputDataTypes(
 int32_t RoiAlignPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const*, int32_t,
     DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& exprBuilder) noexcept
 {
-    if (nbInputs != mParams.num_levels + 1 || nbOutputs != 1 || inputs[0].nbDims != 3 || inputs[1].nbDims != 4)
-    {
-        log_error(std::string(kRoiAlignPluginName) + ": expected rois [B,R,4] and "
-            + std::to_string(mParams.num_levels) + " feature maps [B,C,H,W]");
-        return -1;
-    }
-    outputs[0].nbDims = 4;
-    outputs[0].d[0] = exprBuilder.operation(DimensionOperation::kPROD, *inputs[0].d[0], *inputs[0].d[1]);
-    outputs[0].d[1] = inputs[1].d[1];
-    outputs[0].d[2] = exprBuilder.constant(mParams.output_height);
-    outputs[0].d[3] = exprBuilder.constant(mParams.output_width);
-    return 0;
+    return guarded<int32_t>("MRD_MultiLevelRoiAlign getOutputShapes", -1, [&] {
+        if (inputs == nullptr || outputs == nullptr || nbOutputs != 1 || nbInputs < 2 || nbInputs > kMaxInputs)
+        {
+            report("expected rois [B, R, 4] and " + std::to_string(mParams.num_levels)
+                + " feature maps [B, C, H, W], 1 output; got " + std::to_string(nbInputs) + " inputs");
+            return -1;
+        }
+        std::array<Dims, kMaxInputs> dims{};
+        for (int32_t i = 0; i < nbInputs; ++i)
+        {
+            dims[i] = known_extents(inputs[i]);
+        }
+        std::string const err = check_roi_align_shapes(mParams, dims.data(), nbInputs);
+        if (!err.empty())
+        {
+            report(err);
+            return -1;
+        }
+        IDimensionExpr const* rows = exprBuilder.operation(DimensionOperation::kPROD, *inputs[0].d[0], *inputs[0].d[1]);
+        IDimensionExpr const* height = exprBuilder.constant(mParams.output_height);
+        IDimensionExpr const* width = exprBuilder.constant(mParams.output_width);
+        if (rows == nullptr || height == nullptr || width == nullptr)
+        {
+            report("the expression builder returned no expression");
+            return -1;
+        }
+        outputs[0].nbDims = 4;
+        outputs[0].d[0] = rows;
+        outputs[0].d[1] = inputs[1].d[1];
+        outputs[0].d[2] = height;
+        outputs[0].d[3] = width;
+        return 0;
+    });
 }
 
 bool RoiAlignPlugin::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (pos < 0 || pos >= nbInputs + nbOutputs || inOut[pos].desc.format != TensorFormat::kLINEAR)
+    if (inOut == nullptr || pos < 0 || pos >= nbInputs + nbOutputs || inOut[pos].desc.format != TensorFormat::kLINEAR)
     {
         return false;
     }
@@ -104,35 +154,70 @@ bool RoiAlignPlugin::supportsFormatCombination(
     return type == inOut[1].desc.type; // the other levels and the output follow feature 0
 }
 
+int32_t RoiAlignPlugin::onShapeChange(PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const*, int32_t) noexcept
+{
+    return guarded<int32_t>("MRD_MultiLevelRoiAlign onShapeChange", -1, [&] {
+        std::string const err = check(in, nbInputs);
+        if (!err.empty())
+        {
+            report(err);
+            return -1;
+        }
+        return 0;
+    });
+}
+
 int32_t RoiAlignPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const*,
     void const* const* inputs, void* const* outputs, void*, cudaStream_t stream) noexcept
 {
-    Dims const& rois = inputDesc[0].dims;
-    int32_t heights[MRD_MAX_LEVELS];
-    int32_t widths[MRD_MAX_LEVELS];
-    for (int32_t l = 0; l < mParams.num_levels; ++l)
-    {
-        heights[l] = static_cast<int32_t>(inputDesc[1 + l].dims.d[2]);
-        widths[l] = static_cast<int32_t>(inputDesc[1 + l].dims.d[3]);
-    }
-    int32_t const dtype = inputDesc[1].type == DataType::kHALF ? MRD_FLOAT16 : MRD_FLOAT32;
-    int const status = mrd_cuda_multilevel_roi_align(dtype, &mParams, static_cast<float const*>(inputs[0]),
-        static_cast<int32_t>(rois.d[0]), static_cast<int32_t>(rois.d[1]),
-        static_cast<int32_t>(inputDesc[1].dims.d[1]), inputs + 1, heights, widths, outputs[0], stream);
-    if (status != MRD_OK)
-    {
-        log_error(mrd_cuda_last_error());
-        return -1;
-    }
-    return 0;
+    return guarded<int32_t>("MRD_MultiLevelRoiAlign enqueue", -1, [&] {
+        int32_t const nbInputs = mParams.num_levels + 1;
+        // onShapeChange has checked these shapes; checking again costs a few comparisons and keeps the kernel
+        // from reading out of bounds should TensorRT skip it. No allocation unless there is an error.
+        std::string err = check(inputDesc, nbInputs);
+        if (err.empty() && inputDesc != nullptr)
+        {
+            std::array<Dims, kMaxInputs> dims{};
+            for (int32_t i = 0; i < nbInputs; ++i)
+            {
+                dims[i] = inputDesc[i].dims;
+            }
+            err = check_concrete(dims.data(), nbInputs);
+        }
+        if (!err.empty())
+        {
+            report(err, ErrorCode::kFAILED_EXECUTION);
+            return -1;
+        }
+        Dims const& rois = inputDesc[0].dims;
+        int32_t heights[MRD_MAX_LEVELS];
+        int32_t widths[MRD_MAX_LEVELS];
+        for (int32_t l = 0; l < mParams.num_levels; ++l)
+        {
+            heights[l] = static_cast<int32_t>(inputDesc[1 + l].dims.d[2]);
+            widths[l] = static_cast<int32_t>(inputDesc[1 + l].dims.d[3]);
+        }
+        int32_t const dtype = inputDesc[1].type == DataType::kHALF ? MRD_FLOAT16 : MRD_FLOAT32;
+        int const status = mrd_cuda_multilevel_roi_align(dtype, &mParams, static_cast<float const*>(inputs[0]),
+            static_cast<int32_t>(rois.d[0]), static_cast<int32_t>(rois.d[1]),
+            static_cast<int32_t>(inputDesc[1].dims.d[1]), inputs + 1, heights, widths, outputs[0], stream);
+        if (status != MRD_OK)
+        {
+            report(mrd_cuda_last_error(), ErrorCode::kFAILED_EXECUTION);
+            return -1;
+        }
+        return 0;
+    });
 }
 
 PluginFieldCollection const* RoiAlignPlugin::getFieldsToSerialize() noexcept
 {
-    mSerialFields = roi_align_fields_of(mParams);
-    mSerialCollection.nbFields = static_cast<int32_t>(mSerialFields.size());
-    mSerialCollection.fields = mSerialFields.data();
-    return &mSerialCollection;
+    return guarded<PluginFieldCollection const*>("MRD_MultiLevelRoiAlign getFieldsToSerialize", nullptr, [&] {
+        mSerialFields = roi_align_fields_of(mParams);
+        mSerialCollection.nbFields = static_cast<int32_t>(mSerialFields.size());
+        mSerialCollection.fields = mSerialFields.data();
+        return &mSerialCollection;
+    });
 }
 
 RoiAlignPluginCreator::RoiAlignPluginCreator()
@@ -164,14 +249,16 @@ PluginFieldCollection const* RoiAlignPluginCreator::getFieldNames() noexcept
 
 IPluginV3* RoiAlignPluginCreator::createPlugin(char const* name, PluginFieldCollection const* fc, TensorRTPhase) noexcept
 {
-    MrdRoiAlignParams params{};
-    std::string const err = parse_roi_align_fields(fc, params);
-    if (!err.empty())
-    {
-        log_error(std::string(kRoiAlignPluginName) + " '" + (name != nullptr ? name : "") + "': " + err);
-        return nullptr;
-    }
-    return new (std::nothrow) RoiAlignPlugin(params);
+    return guarded<IPluginV3*>("MRD_MultiLevelRoiAlign createPlugin", nullptr, [&]() -> IPluginV3* {
+        MrdRoiAlignParams params{};
+        std::string const err = parse_roi_align_fields(fc, params);
+        if (!err.empty())
+        {
+            log_error(std::string(kRoiAlignPluginName) + " '" + (name != nullptr ? name : "") + "': " + err);
+            return nullptr;
+        }
+        return new RoiAlignPlugin(params);
+    });
 }
 
 } // namespace mrd::trt

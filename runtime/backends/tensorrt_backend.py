@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -133,20 +134,7 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         trt.init_libnvinfer_plugins(self._logger, "")
-        if plugin_library is None:
-            from runtime.plugins.library import PluginLibraryNotFound, trt_plugin_library_path
-
-            try:
-                plugin_library = trt_plugin_library_path()
-            except PluginLibraryNotFound as e:
-                raise BackendUnavailable(
-                    f"{self.model_path}: the engine needs our plugin library: {e}"
-                ) from None
-        registry = trt.get_plugin_registry()
-        try:
-            registry.load_library(str(plugin_library))
-        except Exception as e:  # the binding raises a plain RuntimeError/TypeError on dlopen failures
-            raise BackendError(f"cannot load the TensorRT plugin library {plugin_library}: {e}") from None
+        load_engine_plugins(trt.get_plugin_registry(), plugin_library, self.model_path)
 
     def _io_names(self) -> tuple[list[str], list[str]]:
         import tensorrt as trt
@@ -246,6 +234,24 @@ class TensorRTBackend(Backend):
         d["versions"] = {"tensorrt": self._trt_version, "torch": self._torch.__version__}
         d["gpu"] = self._torch.cuda.get_device_name(self.device)
         return d
+
+
+def load_engine_plugins(
+    registry: Any, plugin_library: str | os.PathLike[str] | None, model_path: Path
+) -> None:
+    """Our plugin creators into ``registry`` (``trt.get_plugin_registry()``), or a clear backend error.
+
+    ``plugin_library`` defaults to the built ``libmrd_trt_plugins.so``; the checks are
+    :func:`runtime.plugins.library.register_trt_plugins` (shared with the engine build).
+    """
+    from runtime.plugins.library import PluginLibraryNotFound, PluginRegistrationError, register_trt_plugins
+
+    try:
+        register_trt_plugins(registry, plugin_library)
+    except PluginLibraryNotFound as e:
+        raise BackendUnavailable(f"{model_path}: the engine needs our plugin library: {e}") from None
+    except PluginRegistrationError as e:
+        raise BackendError(f"{model_path}: {e}") from None
 
 
 def _dims(d: trt.Dims) -> tuple[int, ...]:

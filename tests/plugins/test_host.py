@@ -11,12 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
-from torchvision.ops import MultiScaleRoIAlign, batched_nms, remove_small_boxes, roi_align  # noqa: E402
+from torchvision.ops import roi_align  # noqa: E402
 
 from runtime.plugins.library import HOST_LIBRARY, PluginCallError, PluginLibraryNotFound, load_host_library  # noqa: E402
 from runtime.plugins.reference import NmsOutputs, batched_nms_reference, multilevel_roi_align_reference  # noqa: E402
 from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
 from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
+from tests.plugins.torchvision_reference import torchvision_multiscale, torchvision_postprocess  # noqa: E402
 
 ROI_ATOL = 1e-5
 
@@ -53,16 +54,6 @@ def features_for(rng: np.random.Generator, batch: int, channels: int, image: tup
         rng.standard_normal((batch, channels, int(image[0] * s), int(image[1] * s))).astype(np.float32)
         for s in scales
     ]
-
-
-def torchvision_multiscale(
-    rois: np.ndarray, feats: list, image: tuple[int, int], attrs: MultiLevelRoiAlignAttrs
-):
-    names = [str(i) for i in range(len(feats))]
-    pooler = MultiScaleRoIAlign(names, (attrs.output_height, attrs.output_width), attrs.sampling_ratio)
-    x = {n: torch.from_numpy(f) for n, f in zip(names, feats)}
-    boxes = [torch.from_numpy(r) for r in rois]
-    return pooler(x, boxes, [image] * rois.shape[0]).numpy()
 
 
 def levels_of(rois: np.ndarray, attrs: MultiLevelRoiAlignAttrs) -> np.ndarray:
@@ -150,15 +141,31 @@ def test_nan_level_roi_pools_zeros_like_torchvision() -> None:
     assert np.all(got[0] == 0) and np.any(got[1] != 0)
 
 
-def test_roi_align_keeps_float16_and_checks_inputs() -> None:
+# float16 storage, float32 math: against torchvision's float32 op on the same float16-rounded inputs, within what
+# one float16 rounding of the output costs (outputs of magnitude <= 4: 2^-11 * 4 < 2e-3)
+FP16_ATOL = 2e-3
+FP16_RTOL = 1e-3
+
+
+def test_roi_align_float16_matches_torchvision_float32() -> None:
+    rng = np.random.default_rng(0)
+    image = (96, 128)
+    attrs = MultiLevelRoiAlignAttrs(output_height=7, output_width=7, sampling_ratio=2)
+    rois = random_rois(rng, batch=2, num=24, image=image)
+    feats16 = [f.astype(np.float16) for f in features_for(rng, 2, 3, image, attrs.spatial_scales)]
+    out = multilevel_roi_align_reference(rois, feats16, attrs)
+    assert out.dtype == np.float16
+    assert set(np.unique(levels_of(rois, attrs))) == {0, 1, 2, 3}, "test rois should reach every level"
+    expected = torchvision_multiscale(rois, [f.astype(np.float32) for f in feats16], image, attrs)
+    np.testing.assert_allclose(out.astype(np.float32), expected, atol=FP16_ATOL, rtol=FP16_RTOL)
+    assert np.abs(expected).max() > 0.5, "outputs of a size where float16 rounding shows"
+
+
+def test_roi_align_checks_inputs() -> None:
     rng = np.random.default_rng(0)
     attrs = MultiLevelRoiAlignAttrs(spatial_scales=(0.25, 0.125))
-    feats = [f.astype(np.float16) for f in features_for(rng, 1, 2, (32, 32), attrs.spatial_scales)]
+    feats = features_for(rng, 1, 2, (32, 32), attrs.spatial_scales)
     rois = np.array([[[1, 1, 20, 20]]], np.float32)
-    out = multilevel_roi_align_reference(rois, feats, attrs)
-    assert out.dtype == np.float16
-    ref = multilevel_roi_align_reference(rois, [f.astype(np.float32) for f in feats], attrs)
-    np.testing.assert_allclose(out.astype(np.float32), ref, atol=2e-3)
     with pytest.raises(ValueError, match="spatial_scales has 2 levels"):
         multilevel_roi_align_reference(rois, feats[:1], attrs)
     with pytest.raises(PluginCallError, match="powers of two"):
@@ -167,43 +174,6 @@ def test_roi_align_keeps_float16_and_checks_inputs() -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # NMS: the candidate pipeline of torchvision's RoIHeads.postprocess_detections
-
-
-def torchvision_postprocess(boxes: np.ndarray, scores: np.ndarray, attrs: BatchedNmsAttrs):
-    """torchvision's post-processing on one batch, padded like the op's outputs."""
-    b_n, n, c = scores.shape
-    k = attrs.keep_top_k
-    out = (
-        np.zeros(b_n, np.int32),
-        np.zeros((b_n, k, 4), np.float32),
-        np.zeros((b_n, k), np.float32),
-        np.full((b_n, k), -1, np.int32),
-        np.full((b_n, k), -1, np.int32),
-    )
-    for b in range(b_n):
-        bx = torch.from_numpy(boxes[b])
-        if bx.dim() == 2:
-            bx = bx[:, None, :].expand(n, c, 4)
-        sc = torch.from_numpy(scores[b])
-        labels = torch.arange(c).view(1, -1).expand_as(sc)
-        rows = torch.arange(n).view(-1, 1).expand_as(sc)
-        keep_cls = labels != attrs.background_class
-        bx, sc, labels, rows = bx[keep_cls], sc[keep_cls], labels[keep_cls], rows[keep_cls]
-        inds = torch.where(sc > attrs.score_threshold)[0]
-        bx, sc, labels, rows = bx[inds], sc[inds], labels[inds], rows[inds]
-        keep = remove_small_boxes(bx, min_size=attrs.min_box_size)
-        bx, sc, labels, rows = bx[keep], sc[keep], labels[keep], rows[keep]
-        if attrs.pre_nms_top_k > 0:
-            top = torch.sort(sc, descending=True, stable=True)[1][: attrs.pre_nms_top_k]
-            bx, sc, labels, rows = bx[top], sc[top], labels[top], rows[top]
-        keep = batched_nms(bx, sc, labels, attrs.iou_threshold)[:k]
-        m = len(keep)
-        out[0][b] = m
-        out[1][b, :m] = bx[keep].numpy()
-        out[2][b, :m] = sc[keep].numpy()
-        out[3][b, :m] = labels[keep].numpy()
-        out[4][b, :m] = rows[keep].numpy()
-    return out
 
 
 def random_detections(
@@ -278,11 +248,33 @@ def test_classes_do_not_suppress_each_other_and_ties_keep_index_order() -> None:
     assert got.indices[0, :2].tolist() == [0, 0] and got.classes[0, :2].tolist() == [0, 1]
 
 
-def test_nms_float16_and_input_errors() -> None:
+@pytest.mark.parametrize("per_class", [False, True])
+def test_nms_float16_matches_torchvision_float32(per_class: bool) -> None:
+    """float16 boxes and scores, float32 math: exactly torchvision's survivors on the float16-rounded inputs,
+    and the kept boxes and scores are those inputs (float16 values, exact in float32)."""
+    rng = np.random.default_rng(2)
+    boxes, scores = random_detections(rng, 2, 200, 5, per_class=per_class)
+    boxes16, scores16 = boxes.astype(np.float16), scores.astype(np.float16)
+    attrs = BatchedNmsAttrs(score_threshold=0.05, iou_threshold=0.5, keep_top_k=60)
+    got = batched_nms_reference(boxes16, scores16, attrs)
+    assert got.boxes.dtype == np.float16 and got.scores.dtype == np.float16
+    expected = torchvision_postprocess(boxes16.astype(np.float32), scores16.astype(np.float32), attrs)
+    assert expected[0].min() > 10
+    assert_same(
+        NmsOutputs(
+            got.num_detections,
+            got.boxes.astype(np.float32),
+            got.scores.astype(np.float32),
+            got.classes,
+            got.indices,
+        ),
+        expected,
+    )
+
+
+def test_nms_input_errors() -> None:
     rng = np.random.default_rng(2)
     boxes, scores = random_detections(rng, 1, 50, 3, per_class=False)
-    got = batched_nms_reference(boxes.astype(np.float16), scores.astype(np.float16), BatchedNmsAttrs())
-    assert got.boxes.dtype == np.float16 and got.scores.dtype == np.float16
     with pytest.raises(ValueError, match="boxes must be"):
         batched_nms_reference(boxes[:, :, :2], scores, BatchedNmsAttrs())
     with pytest.raises(ValueError, match="keep_top_k"):

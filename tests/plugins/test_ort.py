@@ -13,9 +13,10 @@ from torchvision.ops import MultiScaleRoIAlign  # noqa: E402
 
 from runtime.plugins.library import HOST_LIBRARY  # noqa: E402
 from runtime.plugins.ort_reference import reference_session, with_reference_ops  # noqa: E402
-from runtime.plugins.reference import batched_nms_reference, multilevel_roi_align_reference  # noqa: E402
+from runtime.plugins.reference import batched_nms_reference  # noqa: E402
 from runtime.plugins.spec import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
 from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
+from tests.plugins.torchvision_reference import torchvision_postprocess  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -117,19 +118,35 @@ def test_attributes_come_from_the_node_and_defaults_fill_the_rest() -> None:
     np.testing.assert_array_equal(num, ref.num_detections)
 
 
-def test_float16_graph() -> None:
+def test_float16_graph_matches_torchvision_float32() -> None:
+    """The float16 graph against torchvision in float32 on the same float16-rounded inputs: exactly its NMS
+    survivors, and the pooled features within one float16 rounding of the output (atol 2e-3, rtol 1e-3)."""
     rng = np.random.default_rng(2)
+    image = (96, 96)
     roi = MultiLevelRoiAlignAttrs()
-    model = plugin_graph(
-        4, roi.as_dict(), BatchedNmsAttrs(keep_top_k=10).as_dict(), dtype=TensorProto.FLOAT16
-    )
-    feed = {k: v.astype(np.float16) for k, v in make_inputs(rng, 1, (96, 96), roi.spatial_scales).items()}
-    num, det_boxes, _, _, pooled = reference_session(model).run(None, feed)
+    nms = BatchedNmsAttrs(keep_top_k=10)
+    model = plugin_graph(4, roi.as_dict(), nms.as_dict(), dtype=TensorProto.FLOAT16)
+    feed = {k: v.astype(np.float16) for k, v in make_inputs(rng, 1, image, roi.spatial_scales).items()}
+    num, det_boxes, classes, indices, pooled = reference_session(model).run(None, feed)
     assert det_boxes.dtype == np.float16 and pooled.dtype == np.float16
-    expected = multilevel_roi_align_reference(
-        det_boxes.astype(np.float32), [feed[f"feature_{i}"] for i in range(4)], roi
-    )
-    np.testing.assert_allclose(pooled.astype(np.float32), expected.astype(np.float32), atol=1e-3)
+
+    as32 = {k: v.astype(np.float32) for k, v in feed.items()}
+    expected = torchvision_postprocess(as32["boxes"], as32["scores"], nms)
+    assert expected[0].tolist() == [10]
+    np.testing.assert_array_equal(num, expected[0])
+    np.testing.assert_array_equal(det_boxes.astype(np.float32), expected[1])
+    np.testing.assert_array_equal(classes, expected[3])
+    np.testing.assert_array_equal(indices, expected[4])
+
+    names = [str(i) for i in range(4)]
+    pooler = MultiScaleRoIAlign(names, 7, sampling_ratio=2)
+    expected_pooled = pooler(
+        {n: torch.from_numpy(as32[f"feature_{n}"]) for n in names},
+        [torch.from_numpy(b) for b in expected[1]],
+        [image],
+    ).numpy()
+    np.testing.assert_allclose(pooled.astype(np.float32), expected_pooled, atol=2e-3, rtol=1e-3)
+    assert np.abs(expected_pooled).max() > 0.5
 
 
 def test_rewrite_rejects_mismatched_levels_and_unknown_attributes() -> None:

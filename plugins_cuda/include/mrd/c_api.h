@@ -84,6 +84,12 @@ MRD_API int mrd_cuda_multilevel_roi_align(int32_t dtype, MrdRoiAlignParams const
     int32_t batch, int32_t num_rois, int32_t channels, void const* const* features, int32_t const* heights,
     int32_t const* widths, void* output, void* stream);
 
+/* Bytes of device workspace mrd_cuda_batched_nms needs for these sizes, into *bytes. It asks cub how much its
+ * radix sort needs, which takes a CUDA device: MRD_CUDA_ERROR (and *bytes = 0) where that query fails. */
+MRD_API int mrd_cuda_batched_nms_query_workspace(
+    int32_t batch, int32_t num_boxes, int32_t num_classes, int32_t keep_top_k, size_t* bytes);
+
+/* The same size as a return value, 0 when the query fails (mrd_cuda_last_error() says why). */
 MRD_API size_t mrd_cuda_batched_nms_workspace_size(
     int32_t batch, int32_t num_boxes, int32_t num_classes, int32_t keep_top_k);
 

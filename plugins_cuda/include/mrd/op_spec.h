@@ -1,5 +1,5 @@
 // Plugin names, version and field names of the two ops. They must equal runtime/plugins/spec.py, the one
-// written spec (tests/test_plugin_spec.py compares them), because TensorRT's ONNX parser finds a plugin by the
+// written spec (tests/plugins/test_spec.py compares them), because TensorRT's ONNX parser finds a plugin by the
 // node's op type and turns each ONNX attribute into the plugin field of the same name.
 #pragma once
 
@@ -29,5 +29,10 @@ constexpr char const* kNmsFieldNames[] = {
     "keep_top_k",
     "background_class",
 };
+
+// Not an ONNX attribute (the creator does not declare it, so the ONNX parser never passes it): the NMS plugin
+// writes the workspace size it asked TensorRT for into the engine (getFieldsToSerialize), so that the plugin
+// created from the engine checks the workspace it is given against that size.
+constexpr char const* kNmsWorkspaceField = "workspace_bytes";
 
 } // namespace mrd
