@@ -1,10 +1,12 @@
-"""``python -m exporter --to onnx|tensorrt ...``: a thin argparse layer over the exporter's library functions.
+"""``python -m exporter --to onnx|tensorrt|triton ...``: a thin argparse layer over the exporter's library.
 
-FP32 ONNX is :func:`exporter.onnx_export.export_onnx`; ``--fp16`` / ``--int8`` and ``--to tensorrt`` are
-:mod:`exporter.pipeline`. Exit codes follow the project's CLIs: 2 for a user mistake (bad option, config,
-weights, calibration data, an unwritable output; also TensorRT or a GPU missing, after writing the ONNX and
-printing the ``trtexec`` line), 1 for a model that diverged from PyTorch, each as one ``error:`` line; a
-traceback means a bug in the exporter.
+FP32 ONNX is :func:`exporter.onnx_export.export_onnx`; ``--fp16`` / ``--int8``, ``--to tensorrt`` and ``--to
+triton`` (a Triton model repository, :mod:`exporter.triton_repository`) are :mod:`exporter.pipeline`. Exit
+codes follow the project's CLIs: 2 for a user mistake (bad option, config, weights, calibration data, an
+unwritable output; also TensorRT or a GPU missing, after writing the ONNX and printing the ``trtexec`` line;
+not for ``--to triton --backend tensorrt``, whose repository is complete but for the engine, which its README
+says how to build), 1 for a model that diverged from PyTorch, each as one ``error:`` line; a traceback means
+a bug in the exporter.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from calibration.cache import default_cache_path
 from calibration.errors import CalibrationError
 from exporter.errors import ExportError, VerificationError
 from exporter.onnx_export import DEFAULT_OPSET, MIN_OPSET
+
+#: the --to triton options that are fields of exporter.triton_repository.TritonOptions
+TRITON_OPTIONS = ("backend", "model_name", "max_batch_size", "instances", "max_queue_delay_us",
+                  "confidence_threshold", "mask_threshold", "max_image_pixels", "threads")  # fmt: skip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -41,19 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m exporter",
         description="Export a Mask/Faster R-CNN checkpoint (ours or a torchvision state dict) to a verified ONNX "
-        "model (FP32, mixed FP16 or INT8 Q/DQ) or a TensorRT engine.",
+        "model (FP32, mixed FP16 or INT8 Q/DQ), a TensorRT engine, or a Triton model repository.",
         epilog="Trailing KEY VALUE pairs override config keys, e.g. TEST.DETECTIONS_PER_IMG 50.",
     )
-    p.add_argument("--to", choices=("onnx", "tensorrt"), default="onnx", help="target format")
+    p.add_argument("--to", choices=("onnx", "tensorrt", "triton"), default="onnx", help="target format")
     p.add_argument("--config-file", type=Path, default=None,
                    help="YAML config; default: the checkpoint's saved config, else torchvision's R-50-FPN")  # fmt: skip
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, default=None,
                         help="our checkpoint or a plain torchvision state dict")  # fmt: skip
     source.add_argument("--onnx", type=Path, default=None,
-                        help="--to tensorrt: build from this exported ONNX model instead of weights")  # fmt: skip
+                        help="--to tensorrt/triton: use this exported ONNX model instead of weights")  # fmt: skip
     p.add_argument(
-        "--output", type=Path, required=True, help="the .onnx file (or, --to tensorrt, .engine) to write"
+        "--output",
+        type=Path,
+        required=True,
+        help="the .onnx file (or, --to tensorrt, .engine; --to triton, the model repository directory) to write",
     )
     p.add_argument("--flavor", default=None,
                    help="ort: standard ONNX ops only; trt: multi-level ROIAlign and NMS as TensorRT plugin nodes "
@@ -97,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="TensorRT timing cache, read if present and written back (faster rebuilds)")  # fmt: skip
     trt.add_argument("--plugin-library", type=Path, default=None, metavar="SO",
                      help="our TensorRT plugin library (default: the built libmrd_trt_plugins.so)")  # fmt: skip
+    triton = p.add_argument_group("--to triton (a model repository; defaults in exporter.triton_repository)")
+    triton.add_argument("--backend", choices=("python", "onnxruntime", "tensorrt"), default=None,
+                        help="the network step: python (ONNX Runtime in the Python backend, runs with the bundled "
+                             "server on a CPU; default), onnxruntime, or tensorrt (engine + plugins)")  # fmt: skip
+    triton.add_argument("--model-name", default=None, help="the ensemble's name (default maskrcnn)")
+    triton.add_argument("--max-batch-size", type=int, default=None, metavar="N", help="default 8")
+    triton.add_argument(
+        "--instances", type=int, default=None, metavar="N", help="instances of each model (1)"
+    )
+    triton.add_argument("--no-dynamic-batching", action="store_true", help="run each request on its own")
+    triton.add_argument("--max-queue-delay-us", type=int, default=None, metavar="US",
+                        help="dynamic batching's queue delay (default 2000)")  # fmt: skip
+    triton.add_argument("--confidence-threshold", type=float, default=None,
+                        help="detections below are not returned (default 0.5)")  # fmt: skip
+    triton.add_argument("--mask-threshold", type=float, default=None, help="mask probability cut (0.5)")
+    triton.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
+                        help="larger images are refused before decoding (default 40000000)")  # fmt: skip
+    triton.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime threads per instance (python, onnxruntime; default: its own)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return p
@@ -108,10 +136,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error("--fp16 and --int8 exclude each other: choose one precision")
     if args.to == "onnx" and args.weights is None:
         parser.error(
-            "--to onnx needs --weights W.pth" + (" (--onnx is for --to tensorrt)" if args.onnx else "")
+            "--to onnx needs --weights W.pth"
+            + (" (--onnx is for --to tensorrt and --to triton)" if args.onnx else "")
         )
-    if args.to == "tensorrt" and args.weights is None and args.onnx is None:
-        parser.error("--to tensorrt needs --weights W.pth or --onnx M.onnx")
+    if args.to in ("tensorrt", "triton") and args.weights is None and args.onnx is None:
+        parser.error(f"--to {args.to} needs --weights W.pth or --onnx M.onnx")
     calib_given = args.calib_images is not None or args.calib_dataset is not None
     if args.calib_images is not None and args.calib_dataset is not None:
         parser.error("give one calibration source: --calib-images DIR or --calib-dataset NAME")
@@ -125,8 +154,14 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         )
     trt_only = [f"--{n.replace('_', '-')}" for n in ("min_shape", "opt_shape", "max_shape", "workspace",
                 "timing_cache", "plugin_library") if getattr(args, n) is not None]  # fmt: skip
-    if args.to == "onnx" and trt_only:
-        parser.error(f"{', '.join(trt_only)}: only with --to tensorrt")
+    if trt_only and not (args.to == "tensorrt" or (args.to == "triton" and args.backend == "tensorrt")):
+        parser.error(f"{', '.join(trt_only)}: only with --to tensorrt (or --to triton --backend tensorrt)")
+    triton_only = [f"--{n.replace('_', '-')}" for n in TRITON_OPTIONS if getattr(args, n) is not None]
+    triton_only += ["--no-dynamic-batching"] if args.no_dynamic_batching else []
+    if args.to != "triton" and triton_only:
+        parser.error(f"{', '.join(triton_only)}: only with --to triton")
+    if args.to == "triton" and args.batch is not None:
+        parser.error("--batch: Triton batches requests itself; use --max-batch-size with --to triton")
     if args.onnx is not None and (args.verify is not None or args.verify_images is not None):
         parser.error("--verify needs the PyTorch model: give --weights instead of --onnx")
 
@@ -139,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from exporter.tensorrt_build import DEFAULT_WORKSPACE_MIB
 
     precision = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-    flavor = args.flavor or ("trt" if args.to == "tensorrt" else "ort")
+    flavor = args.flavor or ("trt" if args.to == "tensorrt" else "ort")  # --to triton: from --backend
     verify = args.verify_images if args.verify_images is not None else args.verify
     try:
         calib = None
@@ -166,6 +201,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.to == "onnx":
             assert options is not None
             pipeline.export_precision(options, args.output, precision, flavor, calib)
+        elif args.to == "triton":
+            from exporter.triton_repository import TritonOptions
+
+            given = {n: getattr(args, n) for n in TRITON_OPTIONS if getattr(args, n) is not None}
+            if calib is not None and calib.cache is None:  # beside the repository, as check_arguments looked
+                calib = pipeline.Int8Options(calib.images, calib.method, default_cache_path(args.output))
+            pipeline.export_triton(
+                args.output,
+                TritonOptions(**given, dynamic_batching=not args.no_dynamic_batching),
+                options=options,
+                onnx_model=args.onnx,
+                precision=precision if options is not None or precision != "fp32" else None,
+                flavor=args.flavor,
+                calib=calib,
+                min_shape=args.min_shape,
+                opt_shape=args.opt_shape,
+                max_shape=args.max_shape,
+                workspace_mib=args.workspace or DEFAULT_WORKSPACE_MIB,
+                timing_cache=args.timing_cache,
+                plugin_library=args.plugin_library,
+                progress=not args.quiet,
+            )
         else:
             pipeline.export_tensorrt(
                 engine=args.output,

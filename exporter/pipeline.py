@@ -6,7 +6,10 @@
   flavor of the same weights through the calibration cache (calibrated first when the cache is missing);
 - :func:`export_tensorrt`: the ONNX an engine is built from (exported, converted, or a given file reused)
   written beside the engine, then :func:`exporter.tensorrt_build.build_engine`. Without TensorRT or a GPU
-  the ONNX is still written and :class:`TensorRTUnavailable` carries the equivalent ``trtexec`` line.
+  the ONNX is still written and :class:`TensorRTUnavailable` carries the equivalent ``trtexec`` line;
+- :func:`export_triton`: the ONNX (exported, converted, or a given file reused) put into a Triton model
+  repository, the engine built there for ``--backend tensorrt`` where TensorRT is present, then
+  :func:`exporter.triton_repository.write_repository` (configs, ensemble, README, schema validation).
 
 Verification (when asked for, as for FP32) compares with PyTorch on the same images as the FP32 export's, with
 tolerances that fit the precision (:data:`PRECISION_TOLERANCES`).
@@ -15,6 +18,7 @@ tolerances that fit the precision (:data:`PRECISION_TOLERANCES`).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -31,8 +35,17 @@ from exporter.tensorrt_build import (
     DEFAULT_WORKSPACE_MIB,
     EngineBuildResult,
     ProfileShapes,
+    TensorRTUnavailable,
     build_engine,
     default_profile,
+)
+from exporter.triton_repository import (
+    TritonExportResult,
+    TritonOptions,
+    model_file_path,
+    onnx_path_for,
+    prepare_repository,
+    write_repository,
 )
 from exporter.verify import EXPORT_TOLERANCES, VerificationResult
 from runtime import onnx_contract as contract
@@ -216,6 +229,88 @@ def export_tensorrt(
     result = build_engine(built_from, dst, profile, plugin_library, workspace_mib, timing_cache)
     _say(progress, result.summary())
     return TensorRTExportResult(built_from, reused, result)
+
+
+def export_triton(
+    repository: str | os.PathLike[str],
+    triton: TritonOptions,
+    options: ExportOptions | None = None,
+    onnx_model: str | os.PathLike[str] | None = None,
+    precision: str | None = None,
+    flavor: str | None = None,
+    calib: Int8Options | None = None,
+    min_shape: BHW | None = None,
+    opt_shape: BHW | None = None,
+    max_shape: BHW | None = None,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    timing_cache: str | os.PathLike[str] | None = None,
+    plugin_library: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> TritonExportResult:
+    """A Triton model repository at ``repository`` serving ``options.weights`` xor ``onnx_model``.
+
+    The python and onnxruntime backends serve the ``ort`` flavor; tensorrt builds its engine from the
+    ``trt`` flavor, here when TensorRT and a GPU are present, else the repository's README and the
+    result's notes carry the ``trtexec`` line that builds it on the serving machine.
+    """
+    if (options is None) == (onnx_model is None):
+        raise ExportError("give the weights (--weights W.pth) or an exported model (--onnx M.onnx), not both")
+    flavor = flavor or ("trt" if triton.backend == "tensorrt" else "ort")
+    if triton.backend != "tensorrt" and flavor != "ort":
+        raise ExportError(f"--backend {triton.backend} runs the ort flavor (standard ONNX ops); not {flavor}")
+    if options is not None and options.batch is not None:
+        raise ExportError(
+            "--batch: Triton batches requests itself (--max-batch-size); export without --batch"
+        )
+    root = prepare_repository(repository, triton)
+    dst = onnx_path_for(root, triton)
+    progress = options.progress if options is not None else progress
+    if options is not None:
+        export_precision(options, dst, precision or "fp32", flavor, calib)
+    else:
+        assert onnx_model is not None
+        src = Path(onnx_model)
+        try:
+            have = contract.read_metadata(src)
+        except contract.ContractError as e:
+            raise ExportError(str(e)) from None
+        if have.flavor != flavor:
+            raise ExportError(
+                f"--onnx {src} is the {have.flavor} flavor; --backend {triton.backend} needs {flavor}"
+            )
+        built, _ = _onnx_of_precision(src, dst, precision, calib, progress)
+        if built.resolve() != dst.resolve():
+            shutil.copyfile(built, dst)
+    notes = []
+    if triton.backend == "tensorrt":
+        notes.append(_triton_engine(dst, model_file_path(root, triton), triton.max_batch_size, min_shape, opt_shape,
+                                    max_shape, workspace_mib, timing_cache, plugin_library, progress))  # fmt: skip
+    result = write_repository(root, dst, triton, notes)
+    _say(progress, result.summary())
+    return result
+
+
+def _triton_engine(
+    onnx_path: Path, plan: Path, max_batch: int, lo: BHW | None, mid: BHW | None, hi: BHW | None,
+    workspace_mib: int, timing_cache: str | os.PathLike[str] | None,
+    plugin_library: str | os.PathLike[str] | None, progress: bool,
+) -> str:  # fmt: skip
+    """Build the repository's engine (profile up to the max batch size); a note saying what happened."""
+    try:
+        info = contract.read_metadata(onnx_path)
+    except contract.ContractError as e:
+        raise ExportError(str(e)) from None
+    profile = _profile(onnx_path, lo, mid, hi) or default_profile(info, max_batch=max_batch)
+    if profile.max[0] < max_batch:
+        raise ExportError(f"--max-shape batch {profile.max[0]} is below --max-batch-size {max_batch}: Triton "
+                          f"would send batches the engine cannot take")  # fmt: skip
+    _say(progress, f"building a strongly typed TensorRT engine from {onnx_path} ...")
+    try:
+        built = build_engine(onnx_path, plan, profile, plugin_library, workspace_mib, timing_cache)
+    except TensorRTUnavailable as e:
+        return (f"{plan.name} is not built here ({e.missing}); build it on the serving machine (TensorRT >= 10, "
+                f"an NVIDIA GPU, the TensorRT version the server's container has) with: {e.trtexec_line}")  # fmt: skip
+    return built.summary()
 
 
 def onnx_precision(path: Path) -> str:

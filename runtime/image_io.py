@@ -37,15 +37,72 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)  # works for non-ASCII paths where cv2.imread does not
     except OSError as e:
         raise ImageReadError(f"{p}: cannot read ({e.strerror or e})") from None
-    if data.size == 0:
-        raise ImageReadError(f"{p}: empty file")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # keeps 16-bit depth and alpha; ignores EXIF
+    return decode_image(data, str(p))
+
+
+def decode_image(data: bytes | np.ndarray, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """The bytes of an image file (as read from disk or received by a server) as an HxWx3 BGR uint8 array.
+
+    ``max_pixels`` refuses larger images before decoding where the header tells the size (PNG, JPEG, GIF,
+    BMP: :func:`encoded_image_size`), and after decoding otherwise. Errors are :class:`ImageReadError`
+    naming ``name``.
+    """
+    buf = (
+        np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data, np.uint8)
+    )
+    buf = buf.reshape(-1)
+    if buf.size == 0:
+        raise ImageReadError(f"{name}: empty file")
+    if max_pixels is not None:
+        _check_pixels(encoded_image_size(buf), name, max_pixels)
+    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps 16-bit depth and alpha; ignores EXIF
     if image is None:
-        raise ImageReadError(f"{p}: corrupt or not a supported image format")
+        raise ImageReadError(f"{name}: corrupt or not a supported image format")
+    if max_pixels is not None:
+        _check_pixels((int(image.shape[0]), int(image.shape[1])), name, max_pixels)
     try:
         return to_bgr8(image)
     except ValueError as e:
-        raise ImageReadError(f"{p}: {e}") from None
+        raise ImageReadError(f"{name}: {e}") from None
+
+
+def encoded_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from the header of a PNG, JPEG, GIF or BMP file without decoding it; None otherwise."""
+    head = (
+        data[:65536]
+        if isinstance(data, (bytes, bytearray))
+        else np.asarray(data, np.uint8).reshape(-1)[:65536]
+    )
+    b = bytes(head)
+    if b.startswith(b"\x89PNG\r\n\x1a\n") and len(b) >= 24 and b[12:16] == b"IHDR":
+        return int.from_bytes(b[20:24], "big"), int.from_bytes(b[16:20], "big")
+    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
+        return int.from_bytes(b[8:10], "little"), int.from_bytes(b[6:8], "little")
+    if b.startswith(b"BM") and len(b) >= 26:
+        w = int.from_bytes(b[18:22], "little", signed=True)
+        h = int.from_bytes(b[22:26], "little", signed=True)
+        return abs(h), abs(w)
+    if b.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 <= len(b):  # walk the marker segments up to the first start-of-frame
+            if b[i] != 0xFF:
+                return None
+            marker = b[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return int.from_bytes(b[i + 5 : i + 7], "big"), int.from_bytes(b[i + 7 : i + 9], "big")
+            i += 2 + int.from_bytes(b[i + 2 : i + 4], "big")
+    return None
+
+
+def _check_pixels(size: tuple[int, int] | None, name: str, max_pixels: int) -> None:
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageReadError(
+            f"{name}: a {size[1]}x{size[0]} image ({size[0] * size[1] / 1e6:.0f} megapixels) is larger than "
+            f"the limit of {max_pixels / 1e6:g} megapixels"
+        )
 
 
 def to_bgr8(image: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.backends.base import Backend
+from runtime.triton_client import is_triton_url
 
 #: extension -> backend name
 EXTENSIONS: dict[str, str] = {
@@ -29,6 +30,7 @@ BACKENDS: dict[str, str] = {
     "torch": "runtime.backends.torch_backend:TorchBackend",
     "onnxruntime": "runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "tensorrt": "runtime.backends.tensorrt_backend:TensorRTBackend",
+    "triton": "runtime.backends.triton_backend:TritonBackend",
 }
 
 #: names people type for a backend
@@ -55,9 +57,11 @@ def normalize_backend_name(name: str) -> str:
 
 
 def backend_for(model_path: str | os.PathLike[str], backend: str | None = None) -> str:
-    """Backend name for a file: ``backend`` when given, else from the extension."""
+    """Backend name for a file: ``backend`` when given, else from the extension (or a URL: triton)."""
     if backend:
         return normalize_backend_name(backend)
+    if is_triton_url(str(model_path)):  # grpc://HOST:PORT/MODEL, http://...: a Triton server
+        return "triton"
     suffix = Path(model_path).suffix.lower()
     if suffix not in EXTENSIONS:
         raise UnknownModelType(
@@ -79,9 +83,9 @@ def load_backend(
     None-valued options are ignored. With ``strict_options=False`` options the chosen backend does not
     take are dropped too: a command comparing a .pth and an .onnx passes ``config_file`` to both.
     """
-    path = Path(model_path)
-    name = backend_for(path, backend)
-    if not path.exists():
+    name = backend_for(model_path, backend)
+    path: Path | str = str(model_path) if name == "triton" else Path(model_path)  # a URL stays a string
+    if name != "triton" and not Path(path).exists():
         raise FileNotFoundError(f"model file not found: {path}")
     module_name, cls_name = BACKENDS[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)

@@ -1,0 +1,368 @@
+"""Run the ``tritonserver`` that the ``nvidia-pytriton`` wheel bundles on an exported model repository.
+
+``bash scripts/serve.sh MODEL_REPOSITORY`` is ``python -m runtime.triton_server MODEL_REPOSITORY`` in the
+serving environment (``.venv-serving``, made by ``scripts/setup_serving.sh``); the tests start the same
+server through :class:`TritonProcess`. What the bundled server needs, found here once:
+
+- the Python backend's stub for this Python's version (``python_backend_stubs/3.X``) copied into a backend
+  directory as ``python/triton_python_backend_stub``, beside ``libtriton_python.so`` (pytriton does the
+  same: the wheel does not ship it there);
+- ``LD_LIBRARY_PATH`` with this Python's own ``lib/`` first (the stub links ``libpython3.X.so``: the
+  system's one would mix two interpreters and fail in ``multiprocessing``), then the wheel's bundled
+  libraries (``nvidia_pytriton.libs``, which the copied stub no longer finds through its RPATH);
+- the serving environment's ``bin/`` first on ``PATH``, so the stub runs that environment's interpreter
+  (numpy < 2, onnxruntime, opencv, ``runtime``).
+
+The server is ``exec``-ed, so it gets SIGTERM itself and stops as Triton does: no new requests, in-flight
+ones finished (up to ``--exit-timeout-secs``), models unloaded, stub processes ended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVING_VENV = REPO_ROOT / ".venv-serving"
+ENV_SERVING_PYTHON = "MRD_SERVING_PYTHON"
+SETUP_HINT = "bash scripts/setup_serving.sh"
+#: backends the bundled tritonserver has (an ensemble is no backend)
+BUNDLED_BACKENDS = ("python",)
+
+_PROBE = r"""
+import json, pathlib, sys, sysconfig
+import pytriton
+root = pathlib.Path(pytriton.__file__).resolve().parent
+print(json.dumps({
+    "tritonserver_dir": str(root / "tritonserver"),
+    "libs_dir": str(root.parent / "nvidia_pytriton.libs"),
+    "python_version": f"{sys.version_info[0]}.{sys.version_info[1]}",
+    "python_libdir": sysconfig.get_config_var("LIBDIR") or "",
+    "libpython": sysconfig.get_config_var("INSTSONAME") or "",
+    "bin_dir": str(pathlib.Path(sys.executable).parent),
+    "prefix": sys.prefix,
+}))
+"""
+
+
+class ServerUnavailable(RuntimeError):
+    """The bundled tritonserver cannot be run here (no serving environment, a missing stub, a backend it lacks)."""
+
+
+def default_serving_python() -> Path | None:
+    """``$MRD_SERVING_PYTHON``, else the checkout's ``.venv-serving/bin/python``; None where neither exists."""
+    given = os.environ.get(ENV_SERVING_PYTHON)
+    candidate = Path(given) if given else SERVING_VENV / "bin" / "python"
+    return candidate if candidate.exists() else None
+
+
+@dataclass(frozen=True)
+class BundledTriton:
+    """Where the wheel's server and the serving Python's pieces are."""
+
+    python: Path
+    tritonserver_dir: Path
+    libs_dir: Path
+    python_version: str
+    python_libdir: Path | None
+    bin_dir: Path
+    prefix: Path
+
+    @property
+    def executable(self) -> Path:
+        return self.tritonserver_dir / "bin" / "tritonserver"
+
+    @property
+    def stub(self) -> Path:
+        return (
+            self.tritonserver_dir
+            / "python_backend_stubs"
+            / self.python_version
+            / "triton_python_backend_stub"
+        )
+
+    def environment(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """The server's environment: this Python's lib/ first, the wheel's libraries, this venv's bin/ on PATH."""
+        env = dict(os.environ if base is None else base)
+        libs = [str(p) for p in (self.python_libdir, self.libs_dir) if p is not None]
+        if env.get("LD_LIBRARY_PATH"):
+            libs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libs)
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), env.get("PATH", "")])
+        return env
+
+
+def locate(python: str | os.PathLike[str] | None = None) -> BundledTriton:
+    """The bundled server of the serving Python (default: :func:`default_serving_python`)."""
+    py = Path(python) if python is not None else default_serving_python()
+    if py is None:
+        raise ServerUnavailable(
+            f"no serving environment ({SERVING_VENV} or ${ENV_SERVING_PYTHON}): run `{SETUP_HINT}`"
+        )
+    try:
+        proc = subprocess.run([str(py), "-c", _PROBE], capture_output=True, text=True, timeout=120)
+    except OSError as e:
+        raise ServerUnavailable(f"cannot run {py}: {e}; run `{SETUP_HINT}`") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise ServerUnavailable(f"{py} has no nvidia-pytriton ({last}); run `{SETUP_HINT}`")
+    facts = json.loads(proc.stdout)
+    libdir = Path(facts["python_libdir"]) if facts["python_libdir"] else None
+    if libdir is not None and not (libdir / facts["libpython"]).is_file():
+        libdir = None  # a static Python: the stub then takes the system's libpython, which must match
+    triton = BundledTriton(py, Path(facts["tritonserver_dir"]), Path(facts["libs_dir"]), facts["python_version"],
+                           libdir, Path(facts["bin_dir"]), Path(facts["prefix"]))  # fmt: skip
+    if not triton.executable.is_file():
+        raise ServerUnavailable(f"{triton.executable} is missing: reinstall nvidia-pytriton ({SETUP_HINT})")
+    if not triton.stub.is_file():
+        raise ServerUnavailable(
+            f"the bundled Python backend has no stub for Python {triton.python_version} ({triton.stub}); "
+            f"create the serving environment with another Python (PYTHON=python3.X {SETUP_HINT})"
+        )
+    return triton
+
+
+def prepare_backends(triton: BundledTriton, dest: str | os.PathLike[str] | None = None) -> Path:
+    """A backend directory whose ``python/`` holds the wheel's Python backend and this Python's stub."""
+    root = Path(dest) if dest is not None else triton.prefix / "triton-backends"
+    target = root / "python"
+    target.mkdir(parents=True, exist_ok=True)
+    sources = [*sorted((triton.tritonserver_dir / "backends" / "python").glob("*")), triton.stub]
+    for src in sources:
+        if src.is_file():
+            dst = target / src.name
+            if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
+                tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
+                shutil.copy2(src, tmp)
+                os.replace(tmp, dst)
+    return root
+
+
+def repository_backends(repository: str | os.PathLike[str]) -> dict[str, str]:
+    """model name -> backend (or platform) of every model of a repository, read from its config.pbtxt."""
+    found = {}
+    for config in sorted(Path(repository).glob("*/config.pbtxt")):
+        text = config.read_text()
+        m = re.search(r'^\s*(?:backend|platform)\s*:\s*"([^"]+)"', text, re.MULTILINE)
+        found[config.parent.name] = m.group(1) if m else "?"
+    return found
+
+
+def check_repository(repository: str | os.PathLike[str]) -> None:
+    """:class:`ServerUnavailable` for a missing repository or one needing backends the bundled server lacks."""
+    root = Path(repository)
+    if not root.is_dir():
+        raise ServerUnavailable(
+            f"{root}: no such model repository (export one with `python -m exporter --to triton`)"
+        )
+    backends = repository_backends(root)
+    if not backends:
+        raise ServerUnavailable(f"{root}: no model directory with a config.pbtxt")
+    foreign = {m: b for m, b in backends.items() if b not in (*BUNDLED_BACKENDS, "ensemble")}
+    if foreign:
+        listed = ", ".join(f"{m} ({b})" for m, b in foreign.items())
+        raise ServerUnavailable(
+            f"the bundled tritonserver has only the Python backend, but {listed} need(s) another: serve "
+            f"{root} with NVIDIA's Triton container (its README.md has the command), or export it with "
+            f"--backend python"
+        )
+
+
+def server_command(
+    triton: BundledTriton,
+    repository: str | os.PathLike[str],
+    http_port: int = 8000,
+    grpc_port: int = 8001,
+    metrics_port: int = 8002,
+    address: str | None = None,
+    backend_directory: str | os.PathLike[str] | None = None,
+    exit_timeout_s: int = 30,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The tritonserver command line for a repository (ports and, with ``address``, the interface)."""
+    check_repository(repository)
+    backends = Path(backend_directory) if backend_directory is not None else prepare_backends(triton)
+    cmd = [
+        str(triton.executable),
+        f"--model-repository={Path(repository).resolve()}",
+        f"--backend-directory={backends}",
+        f"--http-port={http_port}",
+        f"--grpc-port={grpc_port}",
+        f"--metrics-port={metrics_port}",
+        f"--exit-timeout-secs={exit_timeout_s}",
+    ]
+    if address is not None:
+        cmd += [f"--http-address={address}", f"--grpc-address={address}", f"--metrics-address={address}"]
+    if not any("shm-region-prefix-name" in arg for arg in extra):
+        # the Python backend's shared-memory regions must not collide with another server's on this machine
+        cmd.append(f"--backend-config=python,shm-region-prefix-name=mrd_{os.getpid()}_{os.urandom(4).hex()}_")
+    return [*cmd, *extra]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class TritonProcess:
+    """The bundled tritonserver as a child process (its own session), for tests and scripts.
+
+    ``stop`` sends SIGTERM (what ``serve.sh`` gets), waits, and only then kills what is left of the
+    process group it created.
+    """
+
+    def __init__(
+        self,
+        repository: str | os.PathLike[str],
+        triton: BundledTriton | None = None,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        address: str = "127.0.0.1",
+        log_path: str | os.PathLike[str] | None = None,
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.address = address
+        self.http_port = http_port or free_port(address)
+        self.grpc_port = grpc_port or free_port(address)
+        self.metrics_port = metrics_port or free_port(address)
+        self.log_path = Path(log_path) if log_path is not None else None
+        if command is None:
+            triton = triton or locate()
+            command = server_command(triton, repository, self.http_port, self.grpc_port, self.metrics_port,
+                                     address, exit_timeout_s=10)  # fmt: skip
+            env = triton.environment(env)
+        log = open(self.log_path, "wb") if self.log_path is not None else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)  # fmt: skip
+        finally:
+            if self.log_path is not None:
+                log.close()  # type: ignore[union-attr]
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.address}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://{self.address}:{self.grpc_port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        if self.log_path is None or not self.log_path.is_file():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until every model is loaded (``/v2/health/ready``); ServerUnavailable with the log if it dies."""
+        deadline = time.monotonic() + timeout_s
+        url = f"{self.http_url}/v2/health/ready"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerUnavailable(
+                    f"tritonserver exited with status {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise ServerUnavailable(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, wait for a clean exit, then kill what is left of its process group; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+        pgid = self.process.pid  # start_new_session: the group this process leads
+        try:
+            os.killpg(pgid, signal.SIGKILL)  # stubs that outlived the server, if any
+        except (ProcessLookupError, PermissionError):
+            pass
+        return self.process.wait()
+
+    def __enter__(self) -> TritonProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port(env: str, default: int) -> int:
+    value = os.environ.get(env)
+    return int(value) if value else default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bash scripts/serve.sh",
+        description="Serve an exported model repository with the tritonserver of the nvidia-pytriton wheel "
+        "(Python backend: the --backend python export). SIGTERM stops it cleanly.",
+        epilog="Arguments after -- go to tritonserver unchanged.",
+    )
+    p.add_argument(
+        "repository", type=Path, help="a model repository written by `python -m exporter --to triton`"
+    )
+    p.add_argument(
+        "--http-port", type=int, default=_port("HTTP_PORT", 8000), help="default $HTTP_PORT or 8000"
+    )
+    p.add_argument(
+        "--grpc-port", type=int, default=_port("GRPC_PORT", 8001), help="default $GRPC_PORT or 8001"
+    )
+    p.add_argument("--metrics-port", type=int, default=_port("METRICS_PORT", 8002),
+                   help="default $METRICS_PORT or 8002")  # fmt: skip
+    p.add_argument("--address", default=os.environ.get("TRITON_ADDRESS"),
+                   help="interface to listen on (default $TRITON_ADDRESS, else all)")  # fmt: skip
+    p.add_argument(
+        "--print-command", action="store_true", help="print the command and environment, don't run"
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1 :]
+        argv = argv[: argv.index("--")]
+    args = build_parser().parse_args(argv)
+    try:
+        triton = locate(sys.executable)
+        cmd = server_command(triton, args.repository, args.http_port, args.grpc_port, args.metrics_port,
+                             args.address, extra=extra)  # fmt: skip
+    except ServerUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    env = triton.environment()
+    if args.print_command:
+        print(f"LD_LIBRARY_PATH={env['LD_LIBRARY_PATH']} PATH={triton.bin_dir}:... {' '.join(cmd)}")
+        return 0
+    print(f"serving {args.repository}: HTTP {args.http_port}, gRPC {args.grpc_port}, metrics {args.metrics_port}",
+          flush=True)  # fmt: skip
+    os.execve(cmd[0], cmd, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

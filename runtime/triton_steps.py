@@ -1,0 +1,230 @@
+"""What the Python-backend steps of an exported Triton repository compute, without Triton (numpy only).
+
+``runtime/triton_python_model.py`` (the model.py of every Python step) only moves tensors between Triton
+and these classes, so the steps are ``runtime``'s own pre-processing, ONNX Runtime backend and
+post-processing, tested here like any other code:
+
+- :class:`PreprocessStep`: encoded image bytes -> :func:`runtime.image_io.decode_image` ->
+  :func:`runtime.preprocess.preprocess` -> the ONNX contract's inputs plus the original size;
+- :class:`ModelStep`: the ONNX contract's inputs -> :class:`OnnxRuntimeBackend`'s session -> its outputs.
+  Requests that Triton's dynamic batcher groups are run together when their canvas (padded H x W) is the
+  same, separately otherwise, so every image gets exactly the outputs it gets alone in the local runtime;
+- :class:`PostprocessStep`: the contract's outputs -> :func:`runtime.onnx_contract.outputs_to_raw` ->
+  :func:`runtime.postprocess.postprocess` -> detections in image pixels, masks thresholded to 0/1.
+
+Each ``run`` takes the inputs of a list of requests and returns, per request, its outputs or the
+:class:`StepInputError` to answer it with, so one bad request never fails the others of its batch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from runtime import onnx_contract as contract
+from runtime import triton_contract as tc
+from runtime.image_io import ImageReadError, decode_image
+from runtime.onnx_contract import ModelInfo
+from runtime.postprocess import postprocess
+from runtime.preprocess import preprocess
+
+Tensors = dict[str, np.ndarray]
+
+
+class StepInputError(ValueError):
+    """A request the step cannot answer (a corrupt image, inconsistent sizes); sent back as its error."""
+
+
+class Step:
+    """One Python-backend step: the names of the inputs it reads, and ``run`` over a batch of requests."""
+
+    input_names: tuple[str, ...] = ()
+
+    def run(self, requests: Sequence[Mapping[str, np.ndarray]]) -> list[Tensors | StepInputError]:
+        out: list[Tensors | StepInputError] = []
+        for request in requests:
+            try:
+                out.append(self.run_one(request))
+            except StepInputError as e:
+                out.append(e)
+        return out
+
+    def run_one(self, request: Mapping[str, np.ndarray]) -> Tensors:
+        raise NotImplementedError
+
+
+class PreprocessStep(Step):
+    """Decode one encoded image per request and pre-process it as the local runtime does."""
+
+    input_names = (tc.INPUT_ENCODED_IMAGE,)
+
+    def __init__(self, info: ModelInfo, max_pixels: int = tc.DEFAULT_MAX_IMAGE_PIXELS) -> None:
+        self.info = info
+        self.max_pixels = int(max_pixels)
+
+    def run_one(self, request: Mapping[str, np.ndarray]) -> Tensors:
+        encoded = np.asarray(request[tc.INPUT_ENCODED_IMAGE])
+        if encoded.size != 1:
+            raise StepInputError(
+                f"{tc.INPUT_ENCODED_IMAGE}: send one encoded image per request (shape [1, 1]), got shape "
+                f"{list(encoded.shape)}"
+            )
+        data = encoded.reshape(-1)[0]
+        if not isinstance(data, (bytes, bytearray)):
+            raise StepInputError(
+                f"{tc.INPUT_ENCODED_IMAGE}: expected the bytes of an image file, got {type(data).__name__}"
+            )
+        try:
+            image = decode_image(data, tc.INPUT_ENCODED_IMAGE, self.max_pixels)
+            batch = preprocess([image], self.info.preprocess, pad_to=self.info.static_input_size)
+        except (ImageReadError, ValueError) as e:
+            raise StepInputError(str(e)) from None
+        return {
+            contract.INPUT_IMAGES: batch.images,
+            contract.INPUT_IMAGE_SIZES: batch.image_sizes,
+            tc.ORIGINAL_SIZES: batch.original_sizes,
+        }
+
+
+class ModelStep(Step):
+    """The exported ONNX model under runtime's ONNX Runtime backend, over Triton's dynamic batches."""
+
+    input_names = contract.INPUT_NAMES
+
+    def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None) -> None:
+        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # deferred: only this step
+
+        self.backend = OnnxRuntimeBackend(model_path, threads=threads or None)
+        self.output_names = [o.name for o in self.backend.session.get_outputs()]
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    def check(self, request: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        images = np.asarray(request[contract.INPUT_IMAGES])
+        sizes = np.asarray(request[contract.INPUT_IMAGE_SIZES])
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise StepInputError(f"{contract.INPUT_IMAGES}: expected [B, 3, H, W], got {list(images.shape)}")
+        if sizes.shape != (images.shape[0], 2):
+            raise StepInputError(
+                f"{contract.INPUT_IMAGE_SIZES}: expected [{images.shape[0]}, 2] for {images.shape[0]} images, "
+                f"got {list(sizes.shape)}"
+            )
+        h, w = images.shape[2:]
+        bad = (sizes < 1) | (sizes > np.asarray([h, w]))
+        if bad.any():
+            raise StepInputError(
+                f"{contract.INPUT_IMAGE_SIZES}: {sizes.tolist()} must lie in [1, {h}] x [1, {w}], the canvas "
+                f"of {contract.INPUT_IMAGES}"
+            )
+        return np.ascontiguousarray(images, np.float32), np.ascontiguousarray(sizes, np.int64)
+
+    def run(self, requests: Sequence[Mapping[str, np.ndarray]]) -> list[Tensors | StepInputError]:
+        out: list[Tensors | StepInputError] = []
+        groups: dict[tuple[int, int], list[int]] = {}
+        checked: list[tuple[np.ndarray, np.ndarray] | None] = []
+        for i, request in enumerate(requests):
+            try:
+                checked.append(self.check(request))
+            except StepInputError as e:
+                checked.append(None)
+                out.append(e)
+                continue
+            out.append({})
+            groups.setdefault(tuple(checked[-1][0].shape[2:]), []).append(i)  # type: ignore[index]
+        for members in groups.values():
+            parts = [checked[i] for i in members]
+            images = np.concatenate([p[0] for p in parts if p is not None])
+            sizes = np.concatenate([p[1] for p in parts if p is not None])
+            results = self.infer(images, sizes)
+            start = 0
+            for i, part in zip(members, parts):
+                assert part is not None
+                n = part[0].shape[0]
+                out[i] = {name: value[start : start + n] for name, value in results.items()}
+                start += n
+        return out
+
+    def infer(self, images: np.ndarray, sizes: np.ndarray) -> Tensors:
+        feeds = {contract.INPUT_IMAGES: images, contract.INPUT_IMAGE_SIZES: sizes}
+        values = self.backend.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, values))
+
+
+class PostprocessStep(Step):
+    """Detections of one image in its own pixels, as ``runtime.postprocess`` finishes them locally."""
+
+    input_names = (*contract.DETECTION_OUTPUTS, contract.INPUT_IMAGE_SIZES, tc.ORIGINAL_SIZES)
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        confidence_threshold: float = 0.0,
+        mask_threshold: float = tc.DEFAULT_MASK_THRESHOLD,
+    ) -> None:
+        self.info = info
+        self.confidence_threshold = float(confidence_threshold)
+        self.mask_threshold = float(mask_threshold)
+        names = list(self.input_names)
+        if info.has_masks:
+            names.append(contract.OUTPUT_MASKS)
+        if info.has_keypoints:
+            names.append(contract.OUTPUT_KEYPOINT_HEATMAPS)
+        self.input_names = tuple(names)
+
+    def run_one(self, request: Mapping[str, np.ndarray]) -> Tensors:
+        resized = np.asarray(request[contract.INPUT_IMAGE_SIZES]).reshape(-1, 2)
+        original = np.asarray(request[tc.ORIGINAL_SIZES]).reshape(-1, 2)
+        if len(resized) != 1 or len(original) != 1:
+            raise StepInputError(f"one image per request, got {len(resized)}")
+        outputs = {
+            k: np.asarray(v)
+            for k, v in request.items()
+            if k not in (contract.INPUT_IMAGE_SIZES, tc.ORIGINAL_SIZES)
+        }
+        try:
+            raw = contract.outputs_to_raw(outputs)[0]
+        except contract.ContractError as e:
+            raise StepInputError(str(e)) from None
+        det = postprocess(
+            raw, tuple(resized[0]), tuple(original[0]), self.info.class_names, self.confidence_threshold
+        )
+        result = {
+            contract.OUTPUT_BOXES: det.boxes[None],
+            contract.OUTPUT_SCORES: det.scores[None],
+            contract.OUTPUT_LABELS: det.labels[None],
+        }
+        masks = det.binary_masks(self.mask_threshold)
+        if masks is not None:
+            result[contract.OUTPUT_MASKS] = masks.astype(np.uint8)[None]
+        if det.keypoints is not None:
+            result[tc.OUTPUT_KEYPOINTS] = det.keypoints[None]
+        return result
+
+
+def make_step(
+    model_config: Mapping[str, Any], model_dir: str | os.PathLike[str], version: str | int = 1
+) -> Step:
+    """The step a Python-backend model's config (as Triton hands it to ``initialize``) asks for."""
+    params = tc.config_parameters(model_config)
+    name = str(model_config.get("name", model_dir))
+    step = params.get(tc.PARAM_STEP)
+    if step not in tc.STEPS:
+        raise ValueError(
+            f"{name}: parameter {tc.PARAM_STEP} is {step!r}; expected one of {', '.join(tc.STEPS)}"
+        )
+    if step == tc.STEP_MODEL:
+        path = os.path.join(os.fspath(model_dir), str(version), params.get(tc.PARAM_MODEL_FILE, "model.onnx"))
+        return ModelStep(path, threads=int(params.get(tc.PARAM_THREADS, "0")) or None)
+    info = tc.info_from_parameters(params, None, f"the config of {name}")
+    if step == tc.STEP_PREPROCESS:
+        return PreprocessStep(info, int(params.get(tc.PARAM_MAX_IMAGE_PIXELS, tc.DEFAULT_MAX_IMAGE_PIXELS)))
+    return PostprocessStep(
+        info,
+        float(params.get(tc.PARAM_CONFIDENCE_THRESHOLD, "0")),
+        float(params.get(tc.PARAM_MASK_THRESHOLD, tc.DEFAULT_MASK_THRESHOLD)),
+    )

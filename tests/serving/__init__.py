@@ -1,0 +1,1 @@
+"""Tests of the Triton serving path: repository export, the Python steps, and a real tritonserver."""

@@ -1,0 +1,235 @@
+"""The CPU variant of an exported repository on the real bundled tritonserver (started by scripts/serve.sh).
+
+Detections over HTTP (here) and gRPC (``runtime.serve_bench`` in the serving environment) equal the local
+runtime's; the Predictor, ``runtime.webcam`` and ``runtime.evaluate`` take the server's URL; bad requests
+get errors naming the problem and the server keeps answering, also after a client hangs up mid-request.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import onnx_contract as contract
+from runtime import triton_contract as tc
+from runtime.image_io import read_image
+from runtime.predictor import Predictor
+from tests.common import REPO
+
+pytest.importorskip(
+    "tritonclient.http", reason="the HTTP client: pip install 'maskrcnn-deploy[triton-client]'"
+)
+
+from runtime.triton_client import (  # noqa: E402
+    TritonClient,
+    TritonClientError,
+    compare_served,
+    detections_from_response,
+    encoded_image_input,
+)
+
+OUTPUTS = [contract.OUTPUT_BOXES, contract.OUTPUT_SCORES, contract.OUTPUT_LABELS, contract.OUTPUT_MASKS]
+
+
+def _local(random_shapes_onnx: Path, path: Path):
+    """The local runtime's detections of an image file, masks thresholded as the server sends them."""
+    with Predictor(random_shapes_onnx, confidence_threshold=0.0, threads=1) as pred:
+        det = pred.predict(read_image(path))
+    det.masks = (det.masks > tc.DEFAULT_MASK_THRESHOLD).astype(np.float32)
+    return det
+
+
+def _served(client: TritonClient, path: Path):
+    response = client.infer(tc.DEFAULT_MODEL_NAME, encoded_image_input(path.read_bytes()), OUTPUTS)
+    return detections_from_response(response, read_image(path).shape[:2])
+
+
+def test_http_ensemble_equals_local_runtime(
+    triton_server, serving_images: Path, random_shapes_onnx: Path
+) -> None:
+    client = TritonClient(triton_server.http_url)
+    for path in sorted(serving_images.glob("*.png")):
+        local, served = _local(random_shapes_onnx, path), _served(client, path)
+        assert len(local) > 0
+        assert compare_served(local, served) == [], path.name
+        assert served.masks is not None and served.masks.shape == (len(local), *read_image(path).shape[:2])
+
+
+def test_predictor_with_a_triton_url(triton_server, serving_images: Path, random_shapes_onnx: Path) -> None:
+    """The Triton backend: the network on the server, pre/post-processing here; same raw outputs."""
+    images = [read_image(p) for p in sorted(serving_images.glob("*.png"))]
+    with (
+        Predictor(random_shapes_onnx, confidence_threshold=0.0, threads=1) as local,
+        Predictor(f"{triton_server.http_url}/{tc.DEFAULT_MODEL_NAME}", confidence_threshold=0.0) as remote,
+    ):
+        assert remote.backend.name == "triton" and remote.info.class_names == local.info.class_names
+        assert remote.info.max_batch == 4
+        for batch in ([images[0]], images[:2], [images[2]]):  # one image, a batch of two, another canvas
+            a, b = local.run(batch), remote.run(batch)
+            for ra, rb in zip(a.raw, b.raw):
+                assert len(ra) == len(rb) > 0
+                np.testing.assert_allclose(rb.boxes, ra.boxes, atol=1e-4)
+                np.testing.assert_allclose(rb.scores, ra.scores, atol=1e-6)
+                np.testing.assert_array_equal(rb.labels, ra.labels)
+                np.testing.assert_allclose(rb.masks, ra.masks, atol=1e-6)
+
+
+def test_grpc_serve_bench_in_the_serving_environment(
+    triton_server, serving_python: Path, serving_images: Path, random_shapes_onnx: Path, tmp_path: Path
+) -> None:
+    """runtime.serve_bench over gRPC at concurrency 1 and 3: every response checked against the local runtime."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [str(serving_python), "-m", "runtime.serve_bench", "--url", triton_server.grpc_url, "--images",
+         str(serving_images), "--concurrency", "1,3", "--requests", "6", "--warmup", "1", "--reference",
+         str(random_shapes_onnx), "--threads", "1", "--json", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["checked"] and not any(report["checked"].values())
+    assert [lv["concurrency"] for lv in report["levels"]] == [1, 3]
+    for level in report["levels"]:
+        assert level["errors"] == [] and level["mismatches"] == [] and len(level["latencies"]) == 6
+        assert level["summary"]["images_per_s"] > 0
+    assert "check: 3/3 images answered exactly as the local runtime" in proc.stdout
+
+
+GRPC_BAD_INPUTS = r"""
+import json, sys
+import numpy as np
+import tritonclient.grpc as g
+client = g.InferenceServerClient(sys.argv[1])
+def ask(model, name, array, dtype):
+    i = g.InferInput(name, list(array.shape), dtype)
+    i.set_data_from_numpy(array)
+    try:
+        r = client.infer(model, [i])
+        return "ok %d" % r.as_numpy("scores").shape[1]
+    except g.InferenceServerException as e:
+        return str(e)
+out = {
+    "corrupt": ask("maskrcnn", "image", np.array([[b"not an image"]], dtype=object), "BYTES"),
+    "dtype": ask("maskrcnn", "image", np.zeros((1, 1), np.float32), "FP32"),
+    "unknown": ask("nope", "image", np.array([[b"x"]], dtype=object), "BYTES"),
+    "valid": ask("maskrcnn", "image", np.array([[open(sys.argv[2], "rb").read()]], dtype=object), "BYTES"),
+}
+print(json.dumps(out))
+"""
+
+
+def test_bad_requests_get_errors_and_the_server_keeps_answering(
+    triton_server, serving_python: Path, serving_images: Path, random_shapes_onnx: Path
+) -> None:
+    import struct
+    import zlib
+
+    def png_header_only(w: int, h: int) -> bytes:
+        """A valid 1-bit PNG of w x h (small when compressed); decoding it as BGR would take w*h*3 bytes."""
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+        comp = zlib.compressobj(9)
+        row = b"\x00" * (1 + (w + 7) // 8)
+        body = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
+        ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
+        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+    client = TritonClient(triton_server.http_url)
+    good = sorted(serving_images.glob("*.png"))[0]
+    expected = _local(random_shapes_onnx, good)
+    encoded = tc.INPUT_ENCODED_IMAGE
+    cases = {
+        "corrupt": (tc.DEFAULT_MODEL_NAME, encoded_image_input(b"\x89PNG but not really"), "corrupt or not a supported image"),
+        "empty": (tc.DEFAULT_MODEL_NAME, encoded_image_input(b""), "empty file"),
+        "huge": (tc.DEFAULT_MODEL_NAME, encoded_image_input(png_header_only(20000, 20000)),
+                 "20000x20000 image (400 megapixels) is larger than the limit"),
+        "dtype": (tc.DEFAULT_MODEL_NAME, {encoded: np.zeros((1, 1), np.float32)}, "data-type is 'FP32'"),
+        "shape": (tc.DEFAULT_MODEL_NAME, {encoded: np.array([[b"a", b"b"]], dtype=object)}, "unexpected shape"),
+        "two images": (tc.DEFAULT_MODEL_NAME, {encoded: np.array([[b"a"], [b"b"]], dtype=object)},
+                       "one encoded image per request"),
+        "unknown model": ("no_such_model", encoded_image_input(good.read_bytes()), "unknown model"),
+        "network shapes": (f"{tc.DEFAULT_MODEL_NAME}_{tc.STEP_MODEL}",
+                           {contract.INPUT_IMAGES: np.zeros((1, 3, 64, 64), np.float32),
+                            contract.INPUT_IMAGE_SIZES: np.array([[80, 64]], np.int64)}, "must lie in [1, 64]"),
+    }  # fmt: skip
+    for name, (model, inputs, says) in cases.items():
+        with pytest.raises(TritonClientError) as err:
+            client.infer(
+                model, inputs, OUTPUTS if model == tc.DEFAULT_MODEL_NAME else [contract.OUTPUT_BOXES]
+            )
+        assert says in str(err.value), f"{name}: {err.value}"
+        assert compare_served(expected, _served(client, good)) == [], f"after {name}"
+
+    proc = subprocess.run([str(serving_python), "-c", GRPC_BAD_INPUTS, triton_server.grpc_url.removeprefix("grpc://"),
+                           str(good)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    grpc = json.loads(proc.stdout)
+    assert "corrupt or not a supported image" in grpc["corrupt"] and "INVALID_ARGUMENT" in grpc["corrupt"]
+    assert "data-type is 'FP32'" in grpc["dtype"]
+    assert "NOT_FOUND" in grpc["unknown"] and "unknown model" in grpc["unknown"]
+    assert grpc["valid"] == f"ok {len(expected)}"
+
+
+def test_a_client_hanging_up_mid_request_costs_the_others_nothing(
+    triton_server, serving_images: Path, random_shapes_onnx: Path
+) -> None:
+    """One client gives up after 1 ms (its connection closes mid-request) while another's request runs."""
+    import tritonclient.http as http
+
+    paths = sorted(serving_images.glob("*.png"))
+    expected = [_local(random_shapes_onnx, p) for p in paths[:2]]
+    results: list[object] = []
+
+    def patient() -> None:
+        client = TritonClient(triton_server.http_url)
+        results.append([compare_served(e, _served(client, p)) for e, p in zip(expected, paths)])
+
+    impatient = http.InferenceServerClient(
+        triton_server.http_url.removeprefix("http://"), network_timeout=0.001
+    )
+    tensor = http.InferInput(tc.INPUT_ENCODED_IMAGE, [1, 1], "BYTES")
+    tensor.set_data_from_numpy(encoded_image_input(paths[0].read_bytes())[tc.INPUT_ENCODED_IMAGE])
+    worker = threading.Thread(target=patient)
+    worker.start()
+    hung_up = 0
+    for _ in range(3):
+        try:
+            impatient.infer(tc.DEFAULT_MODEL_NAME, [tensor])
+        except Exception:  # the client's timeout: it closes the connection before the answer
+            hung_up += 1
+    impatient.close()
+    worker.join(120)
+    assert hung_up >= 1
+    assert results == [[[], []]]
+    assert compare_served(expected[1], _served(TritonClient(triton_server.http_url), paths[1])) == []
+
+
+def test_webcam_and_evaluate_take_the_url(
+    triton_server,
+    serving_images: Path,
+    random_shapes_checkpoint: Path,
+    tiny_shapes: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from runtime.evaluate import main as evaluate
+    from runtime.webcam import main as webcam
+
+    url = f"{triton_server.http_url}/{tc.DEFAULT_MODEL_NAME}"
+    out = tmp_path / "frames"
+    assert webcam(["--model", url, "--input", str(serving_images), "--no-display", "--output", str(out),
+                   "--confidence-threshold", "0.2"]) == 0  # fmt: skip
+    assert len(list(out.glob("*.jpg"))) == len(list(serving_images.glob("*.png")))
+    ann, _, images = tiny_shapes["val"].partition(".json:")
+    rc = evaluate(["--model", url, "--reference", str(random_shapes_checkpoint), "--annotations", ann + ".json",
+                   "--images", images, "--max-images", "2", "--threads", "1", "--no-progress"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "(triton)" in printed

@@ -1,0 +1,184 @@
+"""The Python-backend steps without Triton: they are runtime's own pre/post-processing and ONNX Runtime backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime import onnx_contract as contract
+from runtime import triton_contract as tc
+from runtime.image_io import ImageReadError, decode_image, encoded_image_size, read_image
+from runtime.postprocess import postprocess
+from runtime.preprocess import preprocess
+from runtime.triton_steps import ModelStep, PostprocessStep, PreprocessStep, StepInputError, make_step
+from tests.common import REPO
+from tests.runtime_fixtures import make_image
+
+
+def _png(seed: int = 0, h: int = 120, w: int = 160) -> bytes:
+    return cv2.imencode(".png", make_image(seed, h, w))[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def model_step(random_shapes_onnx: Path) -> ModelStep:
+    return ModelStep(random_shapes_onnx, threads=1)
+
+
+def test_encoded_image_size_reads_headers_without_decoding() -> None:
+    image = make_image(1, 97, 113)[:37, :53]
+    for ext in (".png", ".jpg", ".bmp"):
+        data = cv2.imencode(ext, image)[1].tobytes()
+        assert encoded_image_size(data) == (37, 53), ext
+        assert decode_image(data).shape == (37, 53, 3)
+    assert encoded_image_size(b"GIF89a\x35\x00\x25\x00") == (37, 53)
+    assert encoded_image_size(cv2.imencode(".tif", image)[1].tobytes()) is None  # decoded, then checked
+    with pytest.raises(ImageReadError, match="larger than the limit of 0.001 megapixels"):
+        decode_image(cv2.imencode(".tif", image)[1].tobytes(), "x", max_pixels=1000)
+
+
+def test_preprocess_step_equals_runtime_preprocess(model_step: ModelStep, tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(_png())
+    step = PreprocessStep(model_step.info)
+    out = step.run_one({tc.INPUT_ENCODED_IMAGE: np.array([[path.read_bytes()]], dtype=object)})
+    local = preprocess([read_image(path)], model_step.info.preprocess)
+    np.testing.assert_array_equal(out[contract.INPUT_IMAGES], local.images)
+    np.testing.assert_array_equal(out[contract.INPUT_IMAGE_SIZES], local.image_sizes)
+    np.testing.assert_array_equal(out[tc.ORIGINAL_SIZES], [[120, 160]])
+
+
+@pytest.mark.parametrize(
+    "payload, says",
+    [
+        (np.array([[b""]], dtype=object), "empty file"),
+        (np.array([[b"not an image"]], dtype=object), "corrupt or not a supported image format"),
+        (np.array([[b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00N \x00\x00N \x01\x00\x00\x00\x00"]], dtype=object),
+         "20000x20000 image (400 megapixels) is larger than the limit of 40 megapixels"),
+        (np.array([[b"a"], [b"b"]], dtype=object), "one encoded image per request"),
+        (np.array([["text"]], dtype=object), "expected the bytes of an image file, got str"),
+    ],
+    ids=["empty", "corrupt", "huge", "two", "not-bytes"],
+)  # fmt: skip
+def test_preprocess_step_names_bad_images(model_step: ModelStep, payload: np.ndarray, says: str) -> None:
+    step = PreprocessStep(model_step.info)
+    good = np.array([[_png()]], dtype=object)
+    results = step.run([{tc.INPUT_ENCODED_IMAGE: payload}, {tc.INPUT_ENCODED_IMAGE: good}])
+    assert isinstance(results[0], StepInputError) and says in str(results[0])
+    assert isinstance(results[1], dict)  # the other request of the batch is answered
+
+
+def test_model_step_runs_each_canvas_as_the_local_runtime(model_step: ModelStep) -> None:
+    """A dynamic batch of mixed sizes: same-canvas requests run together, each gets what it gets alone."""
+    params = model_step.info.preprocess
+    batches = [
+        preprocess([make_image(s, h, w)], params)
+        for s, (h, w) in enumerate([(120, 160), (150, 112), (120, 160)])
+    ]
+    requests = [{contract.INPUT_IMAGES: b.images, contract.INPUT_IMAGE_SIZES: b.image_sizes} for b in batches]
+    bad = {
+        contract.INPUT_IMAGES: batches[0].images,
+        contract.INPUT_IMAGE_SIZES: np.array([[999, 5]], np.int64),
+    }
+    results = model_step.run([*requests[:2], bad, requests[2]])
+    assert isinstance(results[2], StepInputError) and "must lie in" in str(results[2])
+    for request, result in zip(requests, [results[0], results[1], results[3]]):
+        alone = model_step.infer(request[contract.INPUT_IMAGES], request[contract.INPUT_IMAGE_SIZES])
+        assert isinstance(result, dict) and set(result) == set(alone)
+        for name, value in alone.items():
+            np.testing.assert_allclose(result[name], value, atol=1e-5, err_msg=name)
+
+
+def test_postprocess_step_equals_runtime_postprocess(model_step: ModelStep) -> None:
+    batch = preprocess([make_image(0)], model_step.info.preprocess)
+    outputs = model_step.infer(batch.images, batch.image_sizes)
+    raw = contract.outputs_to_raw(outputs)[0]
+    threshold = float(np.median(raw.scores))  # half of the detections pass
+    step = PostprocessStep(model_step.info, confidence_threshold=threshold)
+    request = {
+        **outputs,
+        contract.INPUT_IMAGE_SIZES: batch.image_sizes,
+        tc.ORIGINAL_SIZES: batch.original_sizes,
+    }
+    served = step.run_one(request)
+    local = postprocess(
+        raw, tuple(batch.image_sizes[0]), tuple(batch.original_sizes[0]), score_threshold=threshold
+    )
+    assert 0 < len(local) < len(raw)
+    np.testing.assert_array_equal(served[contract.OUTPUT_BOXES][0], local.boxes)
+    np.testing.assert_array_equal(served[contract.OUTPUT_SCORES][0], local.scores)
+    np.testing.assert_array_equal(served[contract.OUTPUT_LABELS][0], local.labels)
+    assert served[contract.OUTPUT_MASKS].dtype == np.uint8
+    np.testing.assert_array_equal(served[contract.OUTPUT_MASKS][0], local.masks > 0.5)
+    bad = {**request, contract.OUTPUT_NUM_DETECTIONS: np.array([[99]], np.int64)}
+    assert "outside [0, 20]" in str(step.run([bad])[0])
+
+
+def test_make_step_from_the_config_triton_hands_over(python_repository: Path) -> None:
+    """initialize() gets the config as JSON: each step of the exported repository builds from it."""
+    pytest.importorskip("tritonclient", reason="config.pbtxt parsing needs tritonclient")
+    from google.protobuf import json_format
+
+    from runtime.triton_config import parse_config
+
+    kinds = {}
+    for model_dir in sorted(p for p in python_repository.iterdir() if p.is_dir()):
+        config = parse_config((model_dir / "config.pbtxt").read_text())
+        if config.platform == "ensemble":
+            continue
+        as_json = json_format.MessageToJson(config, preserving_proto_field_name=True)
+        kinds[model_dir.name] = type(make_step(json.loads(as_json), model_dir, "1")).__name__
+    assert kinds == {"maskrcnn_model": "ModelStep", "maskrcnn_postprocess": "PostprocessStep",
+                     "maskrcnn_preprocess": "PreprocessStep"}  # fmt: skip
+    with pytest.raises(ValueError, match="mrd_step is 'nope'"):
+        make_step({"name": "x", "parameters": {tc.PARAM_STEP: {"string_value": "nope"}}}, python_repository)
+
+
+def test_model_py_bootstrap_key_is_the_contracts() -> None:
+    text = (REPO / "runtime" / "triton_python_model.py").read_text()
+    assert f'RUNTIME_PATH_PARAMETER = "{tc.PARAM_RUNTIME_PATH}"' in text
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("grpc://host:9001/m", ("grpc", "host:9001", "m")),
+        ("http://localhost:8000/maskrcnn/", ("http", "localhost:8000", "maskrcnn")),
+        ("localhost:8001", ("grpc", "localhost:8001", None)),
+        ("http://server", ("http", "server:8000", None)),
+    ],
+)
+def test_triton_urls(url: str, expected: tuple[str, str, str | None]) -> None:
+    from runtime.triton_client import parse_url
+
+    parsed = parse_url(url)
+    assert (parsed.protocol, parsed.address, parsed.model) == expected
+    with pytest.raises(ValueError, match="unknown protocol"):
+        parse_url("ftp://x:1")
+
+
+def test_serving_modules_import_without_torch_or_tritonclient(tmp_path: Path) -> None:
+    """Deployable code: runtime's serving modules import with torch blocked, and tritonclient only when used."""
+    from tests.runtime.test_light_import import BLOCKER
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    check = (
+        "import sys\n"
+        "import runtime.triton_contract, runtime.triton_steps, runtime.triton_client, runtime.triton_config\n"
+        "import runtime.triton_server, runtime.serve_bench, runtime.backends.triton_backend, runtime.model_file\n"
+        "assert runtime.model_file.backend_for('grpc://h:1/m') == 'triton'\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorrt', 'trainer', 'exporter', 'tritonclient'))\n"
+        "assert not bad, bad\n"
+        "print('SERVING-LIGHT-OK')\n"
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    proc = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "SERVING-LIGHT-OK" in proc.stdout, proc.stdout + proc.stderr
