@@ -42,12 +42,14 @@ def draw_detections(
     keypoint_skeleton: Sequence[tuple[int, int]] | None = None,
     mask_alpha: float = 0.45,
     keypoint_threshold: float | None = None,
+    label_suffix: str = "",
 ) -> np.ndarray:
     """A copy of the image with masks (filled, translucent, outlined), boxes, ``label: score`` and keypoints.
 
     ``class_names`` defaults to ``det.class_names``; a missing name shows the numeric label. The skeleton
     defaults to COCO's person skeleton when there are 17 keypoints. Keypoints whose score is at most
-    ``keypoint_threshold`` are hidden (None shows all).
+    ``keypoint_threshold`` are hidden (None shows all). ``label_suffix`` follows every label, so that a second
+    call on the result can mark a group of detections (``runtime.evaluate`` marks the unmatched ones).
     """
     out = np.ascontiguousarray(image_bgr).copy()
     if det.image_size != tuple(out.shape[:2]):
@@ -74,8 +76,17 @@ def draw_detections(
         name = names[int(label)] if 0 <= int(label) < len(names) else str(int(label))
         x0 = int(np.clip(box[0], 0, w - 1))
         y0 = int(np.clip(box[1], 0, h - 1))
-        _label(out, f"{name}: {float(score):.2f}", (x0, y0), color)
+        _label(out, f"{name}: {float(score):.2f}{label_suffix}", (x0, y0), color)
     return out
+
+
+def caption_bar(width: int, lines: Sequence[str], scale: float = 0.5) -> np.ndarray:
+    """A white strip with dark text lines, ``width`` wide: a legend above a picture says what it shows."""
+    line_h = int(round(22 * scale / 0.5))
+    bar = np.full((line_h * len(lines) + 8, width, 3), 255, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(bar, line, (6, 4 + (i + 1) * line_h - 6), _FONT, scale, (32, 32, 32), 1, cv2.LINE_AA)
+    return bar
 
 
 def mask_heatmap_montage(image_bgr: np.ndarray, det: Detections, masks_per_dim: int = 2) -> np.ndarray:

@@ -349,15 +349,24 @@ class _quiet_nan_warnings:
 
 
 def save_disagreements(
-    report: EvaluationReport, path: str | os.PathLike[str], count: int = 4, score_threshold: float = 0.5
+    report: EvaluationReport,
+    path: str | os.PathLike[str],
+    count: int = 4,
+    score_threshold: float = 0.5,
+    max_unmatched: int = 5,
 ) -> int:
     """A picture of the ``count`` images where the models disagree most, reference left, model right.
 
+    The matching compares detections of every score, so the picture draws what was compared, not only what
+    clears a display threshold: matched detections at ``score_threshold`` or above, and every unmatched one
+    at or above it plus the highest-scoring unmatched ones below it (``max_unmatched`` in all), labelled
+    "unmatched". A model trained for a few hundred iterations often has nothing above 0.5; the picture then
+    still shows why the two runs differ. A legend above the rows states the rules and the threshold.
     Returns how many images it shows (0 writes nothing: the models agree everywhere).
     """
     import cv2
 
-    from runtime.draw import draw_detections, side_by_side
+    from runtime.draw import caption_bar, draw_detections, side_by_side
 
     ids = list(report.records)
     ranked = sorted(zip(report.comparison.images, ids), key=lambda p: disagreement(p[0]), reverse=True)
@@ -368,18 +377,52 @@ def save_disagreements(
     for im, image_id in ranked:
         rec = report.records[image_id]
         image = read_image(rec.path)
-        panels = []
-        for out in (report.reference, report.model):
-            det = LazyDetections(out, report.records)[image_id].above(score_threshold)
-            panels.append(draw_detections(image, det))
-        # Short titles: side_by_side does not wrap, and data set images can be 200 px wide.
-        titles = (f"{rec.path.name} reference", f"model: {im.num_matched}/{im.num_candidate} matched")
-        rows.append(side_by_side(panels[0], panels[1], titles))
+        panels, counts = [], []
+        for side, out in enumerate((report.reference, report.model)):
+            det = LazyDetections(out, report.records)[image_id]
+            matched, unmatched = split_for_drawing(det, im.pairs[:, side], score_threshold, max_unmatched)
+            picture = draw_detections(image, matched)
+            panels.append(draw_detections(picture, unmatched, label_suffix=" unmatched"))
+            counts.append(f"{len(matched)} matched + {len(unmatched)} unmatched")
+        # Short titles and captions: nothing here wraps, and data set images can be 200 px wide.
+        row = side_by_side(panels[0], panels[1], ("reference", "model"))
+        caption = [f"{rec.path.name}, drawn:", f"ref {counts[0]}", f"model {counts[1]}"]
+        rows.append(np.vstack([caption_bar(row.shape[1], caption, scale=0.4), row]))
     width = max(r.shape[1] for r in rows)
     padded = [np.pad(r, ((0, 8), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    if not cv2.imwrite(str(path), np.vstack(padded)):
+    legend = caption_bar(
+        width,
+        [
+            "left: reference, right: model",
+            f"matched: same label, IoU >= {report.comparison.iou_threshold:g},",
+            "  at any score",
+            f"drawn: matched ones with score >= {score_threshold:.2f};",
+            f"  unmatched ones (marked) >= {score_threshold:.2f},",
+            f"  or the {max_unmatched} best-scoring ones",
+        ],
+        scale=0.4,
+    )
+    if not cv2.imwrite(str(path), np.vstack([legend, *padded])):
         raise OSError(f"could not write {path}")
     return len(rows)
+
+
+def split_for_drawing(
+    det: Detections, matched_indices: np.ndarray, score_threshold: float, max_unmatched: int
+) -> tuple[Detections, Detections]:
+    """(matched detections to draw, unmatched detections to draw) of one side of a comparison.
+
+    Matched ones are drawn from ``score_threshold`` up; unmatched ones are what a comparison is about, so all
+    of those above the threshold are drawn, and the best-scoring others up to ``max_unmatched`` in total.
+    """
+    is_matched = np.zeros(len(det), bool)
+    is_matched[np.asarray(matched_indices, np.int64)] = True
+    matched = np.nonzero(is_matched & (det.scores >= score_threshold))[0]
+    others = np.nonzero(~is_matched)[0]
+    others = others[np.argsort(-det.scores[others], kind="stable")]
+    above = int(np.count_nonzero(det.scores[others] >= score_threshold))
+    unmatched = others[: max(above, min(max_unmatched, len(others)))]
+    return det.select(matched), det.select(np.sort(unmatched))
 
 
 def _fmt(v: float | None) -> str:

@@ -1,26 +1,68 @@
 #!/usr/bin/env bash
 # The main job on the embedded default data: generate the shapes data set, train the small Mask R-CNN on the
-# CPU, evaluate it, export it to ONNX (both flavors, verified against PyTorch), benchmark ONNX Runtime against
-# PyTorch, and check COCO accuracy of the ONNX model against the PyTorch one.
-# Everything lands in output/shapes_mask_rcnn_R_18_FPN/.
+# CPU, evaluate it (COCO AP), export it to ONNX (both flavors, verified against PyTorch), benchmark ONNX
+# Runtime against PyTorch, and check COCO accuracy of the ONNX model against the PyTorch one.
+# Each phase is timed; the table at the end (and $OUT/timings.json) says where the time went.
+#
+#   bash scripts/demo.sh                       # everything lands in output/shapes_mask_rcnn_R_18_FPN/
+#   MRD_FORCE_FP32=1 bash scripts/demo.sh      # train in float32 even where the CPU has native bf16
+#   DEMO_SEED=3 DEMO_OUTPUT=output/seed3 bash scripts/demo.sh   # another training seed, another folder
+#   bash scripts/demo.sh SOLVER.MAX_ITER 300   # KEY VALUE overrides of the config, for training and eval
+#   DEMO_STOP_AFTER=eval bash scripts/demo.sh  # only data, training and eval (what the recipe decides)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 CONFIG=configs/shapes_mask_rcnn_R_18_FPN.yaml
-OUT=output/shapes_mask_rcnn_R_18_FPN
+OUT=${DEMO_OUTPUT:-output/shapes_mask_rcnn_R_18_FPN}
 WEIGHTS=$OUT/model_final.pth
+OPTS=(OUTPUT_DIR "$OUT" "$@")
+if [[ -n "${DEMO_SEED:-}" ]]; then OPTS+=(SOLVER.SEED "$DEMO_SEED"); fi
+mkdir -p "$OUT"
 
-$PY -m trainer make-shapes --output datasets/shapes
-$PY -m trainer train --config-file "$CONFIG" OUTPUT_DIR "$OUT"
-for flavor in ort trt; do
-  $PY -m exporter --to onnx --simplify --flavor "$flavor" --verify 6 \
-    --weights "$WEIGHTS" --output "$OUT/model_$flavor.onnx"
-done
-$PY -m runtime.bench --model "$WEIGHTS" --model "$OUT/model_ort.onnx" --images datasets/shapes/val \
-  --warmup 5 --iters 50 --threads 2 --json "$OUT/bench.json" --plot "$OUT/bench.png"
-for flavor in ort trt; do
-  $PY -m runtime.evaluate --model "$OUT/model_$flavor.onnx" --reference "$WEIGHTS" --dataset shapes_val \
-    --max-ap-drop 0.1 --json "$OUT/evaluate_$flavor.json" --plot "$OUT/pr_$flavor.png" \
-    --disagreements "$OUT/disagreements_$flavor.png"
-done
-echo "done: see $OUT (bench.png, pr_*.png, disagreements_*.png, *.json)"
+PHASES=()
+phase() {  # phase NAME COMMAND...: run it, remember how long it took
+  local name=$1 start=$EPOCHREALTIME
+  shift
+  "$@"
+  PHASES+=("$name $start $EPOCHREALTIME")
+}
+
+exports() {
+  for flavor in ort trt; do
+    $PY -m exporter --to onnx --simplify --flavor "$flavor" --verify 6 \
+      --weights "$WEIGHTS" --output "$OUT/model_$flavor.onnx"
+  done
+}
+
+evaluates() {
+  for flavor in ort trt; do
+    $PY -m runtime.evaluate --model "$OUT/model_$flavor.onnx" --reference "$WEIGHTS" --dataset shapes_val \
+      --max-ap-drop 0.1 --json "$OUT/evaluate_$flavor.json" --plot "$OUT/pr_$flavor.png" \
+      --disagreements "$OUT/disagreements_$flavor.png"
+  done
+}
+
+phase data $PY -m trainer make-shapes --output datasets/shapes
+# one training process per core (DEMO_PROCS, default 2): the small model's layers are too small for two threads
+# to speed up one process, while two processes of one thread each train twice the images per second (DDP, gloo)
+phase training $PY -m torch.distributed.run --standalone --nproc_per_node "${DEMO_PROCS:-2}" \
+  -m trainer train --config-file "$CONFIG" --skip-test "${OPTS[@]}"
+phase eval $PY -m trainer eval --config-file "$CONFIG" --weights "$WEIGHTS" --json "$OUT/eval.json" "${OPTS[@]}"
+if [[ "${DEMO_STOP_AFTER:-}" != eval ]]; then
+  phase export exports
+  phase bench $PY -m runtime.bench --model "$WEIGHTS" --model "$OUT/model_ort.onnx" --images datasets/shapes/val \
+    --warmup 5 --iters 50 --threads 2 --json "$OUT/bench.json" --plot "$OUT/bench.png"
+  phase evaluate evaluates
+fi
+
+$PY - "$OUT/timings.json" "${PHASES[@]}" <<'EOF'
+import json, sys
+path, phases = sys.argv[1], [p.split(" ") for p in sys.argv[2:]]
+seconds = {name: float(end) - float(start) for name, start, end in phases}
+seconds["total"] = sum(seconds.values())
+json.dump(seconds, open(path, "w"), indent=2)
+print("\nphase      wall time")
+for name, s in seconds.items():
+    print(f"{name:10s} {s:7.1f} s  ({s / 60:.1f} min)")
+EOF
+echo "done: see $OUT (eval.json, bench.png, pr_*.png, disagreements_*.png, timings.json, *.json)"

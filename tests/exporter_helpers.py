@@ -21,6 +21,12 @@ SHAPES_OPTS = ["MODEL.ROI_HEADS.SCORE_THRESH", "0.01", "INPUT.MIN_SIZE_TEST", "1
 #: the shapes config as a Keypoint R-CNN: the shapes data has 4 keypoints per object; a narrow keypoint head
 KEYPOINT_OPTS = ["MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "True", "MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS", "4",
                  "MODEL.ROI_KEYPOINT_HEAD.CONV_LAYERS", "(64, 64)"]  # fmt: skip
+#: the architecture the export golden was made with (the shipped shapes config of the time); pinned so that the
+#: shipped recipe can change without changing the golden's graph
+GOLDEN_ARCHITECTURE = ["MODEL.BACKBONE.NORM", "BN", "MODEL.BACKBONE.BASE_WIDTH", "64", "MODEL.BACKBONE.OUT_CHANNELS",
+                       "128", "MODEL.BACKBONE.HEAD_NORM", "", "MODEL.ROI_MASK_HEAD.CONV_LAYERS", "(128, 128)",
+                       "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", "256", "SOLVER.BASE_LR", "0.0006", "SOLVER.MAX_ITER", "1300",
+                       "SOLVER.WARMUP_ITERS", "100", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.CHECKPOINT_PERIOD", "200"]  # fmt: skip
 #: names stored with the random weights (the export golden records them; not the generator's classes)
 SHAPES_CLASSES = ["__background__", "square", "circle", "triangle", "star", "ring"]
 

@@ -37,6 +37,9 @@ _C.MODEL.BACKBONE.NORM = "FrozenBN"
 # ResNet stages (0-5) that train; torchvision's default is 3
 _C.MODEL.BACKBONE.TRAINABLE_LAYERS = 3
 _C.MODEL.BACKBONE.OUT_CHANNELS = 256
+# ResNet width: channels of the stem and the first stage, doubled at each later stage (torchvision's: 64).
+# Anything but 64 is a narrower (or wider) network that no published checkpoint fits: for training from scratch.
+_C.MODEL.BACKBONE.BASE_WIDTH = 64
 # normalization inside FPN and heads: "" (none, torchvision's) or "GN"
 _C.MODEL.BACKBONE.HEAD_NORM = ""
 
@@ -296,6 +299,12 @@ def validate(cfg: CN) -> None:
     if cfg.MODEL.BACKBONE.NORM not in _NORMS:
         raise ConfigError(
             f"MODEL.BACKBONE.NORM {cfg.MODEL.BACKBONE.NORM!r} is not one of {', '.join(_NORMS)}"
+        )
+    width = cfg.MODEL.BACKBONE.BASE_WIDTH
+    if width != 64 and (width < 8 or width % 8 or not cfg.MODEL.BACKBONE.CONV_BODY.startswith("R-")):
+        raise ConfigError(
+            f"MODEL.BACKBONE.BASE_WIDTH must be a multiple of 8 (at least 8) and only applies to ResNets; got "
+            f"{width} with MODEL.BACKBONE.CONV_BODY {cfg.MODEL.BACKBONE.CONV_BODY!r}"
         )
     if cfg.MODEL.BACKBONE.HEAD_NORM not in ("", "GN"):
         raise ConfigError(

@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+from torchvision.models import mobilenet_v3_large
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 from yacs.config import CfgNode
@@ -57,14 +58,51 @@ def _freeze_resnet(body: nn.Module, trainable_layers: int) -> None:
             p.requires_grad_(False)
 
 
+class _ScaledResNet(ResNet):
+    """torchvision's ResNet with every stage's width scaled: ``base_width`` channels in the stem and stage 1.
+
+    torchvision fixes the widths at 64-128-256-512; a from-scratch CPU model wants fewer. Built with torchvision's
+    own ``_make_layer`` and blocks, so parameter names (``conv1``, ``layer1.0.conv1``, ...) and initialization
+    are torchvision's, and ``base_width=64`` is exactly ``resnet18()`` / ``resnet50()``.
+    """
+
+    def __init__(
+        self, block: type[BasicBlock | Bottleneck], layers: list[int], base_width: int, norm: NormFactory
+    ):
+        nn.Module.__init__(self)
+        self._norm_layer = norm
+        self.inplanes, self.dilation, self.groups, self.base_width = base_width, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, base_width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(base_width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, base_width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * base_width, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * base_width, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * base_width, layers[3], stride=2)
+        # the classifier is built (and then dropped by the FPN's layer getter) only so that a seeded build draws
+        # the same random numbers in the same order as torchvision's resnet18()/resnet50()
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * base_width * block.expansion, 1000)
+        for m in self.modules():  # torchvision's initialization
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+
+_RESNETS = {"R-50-FPN": (Bottleneck, [3, 4, 6, 3]), "R-18-FPN": (BasicBlock, [2, 2, 2, 2])}
+
+
 def build_backbone(cfg: CfgNode) -> nn.Module:
     """An FPN backbone whose state-dict keys are torchvision's (``body.*``, ``fpn.*``)."""
     conv_body = cfg.MODEL.BACKBONE.CONV_BODY
     norm = _norm_layer(cfg.MODEL.BACKBONE.NORM)
     out_channels = cfg.MODEL.BACKBONE.OUT_CHANNELS
     fpn_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
-    if conv_body in ("R-50-FPN", "R-18-FPN"):
-        net = (resnet50 if conv_body == "R-50-FPN" else resnet18)(weights=None, norm_layer=norm)
+    if conv_body in _RESNETS:
+        net = _ScaledResNet(*_RESNETS[conv_body], cfg.MODEL.BACKBONE.BASE_WIDTH, norm)
         _freeze_resnet(net, cfg.MODEL.BACKBONE.TRAINABLE_LAYERS)
         stage_channels = [net.inplanes // 8, net.inplanes // 4, net.inplanes // 2, net.inplanes]
         return_layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.common import REPO
 from tests.data import make_export_golden as golden
@@ -36,8 +37,16 @@ def test_export_is_unchanged(name: str, exports: dict[str, Path], stored) -> Non
     facts, arrays = stored
     now = golden.describe(exports[name])
     before = facts[name]
-    for key in ("ops", "initializers", "inputs", "outputs", "metadata", "opset"):
+    for key in ("ops", "initializers", "inputs", "outputs", "opset"):
         assert now[key] == before[key], f"{name}: {key} changed"
+    # the config the metadata records may gain keys (with their defaults) as the config grows; the rest is equal
+    meta_now, meta_before = dict(now["metadata"]), dict(before["metadata"])
+    config_now, config_before = (
+        yaml.safe_load(meta_now.pop("config")),
+        yaml.safe_load(meta_before.pop("config")),
+    )
+    assert meta_now == meta_before, f"{name}: metadata changed"
+    assert _common_keys(config_now, config_before) == config_before, f"{name}: recorded config changed"
     for b, feeds in enumerate(golden.golden_inputs()):
         outputs = golden.run(exports[name], feeds)
         assert sorted(outputs) == sorted(k.split("/")[2] for k in arrays if k.startswith(f"{name}/{b}/"))
@@ -45,3 +54,11 @@ def test_export_is_unchanged(name: str, exports: dict[str, Path], stored) -> Non
             expected = arrays[f"{name}/{b}/{key}"]
             assert value.dtype == expected.dtype and value.shape == expected.shape, f"{name}/{b}/{key}"
             np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-4, err_msg=f"{name}/{b}/{key}")
+
+
+def _common_keys(now: dict, before: dict) -> dict:
+    """``now`` restricted to the keys ``before`` has, recursively (keys added since the golden are dropped)."""
+    return {
+        k: _common_keys(now[k], v) if isinstance(v, dict) and isinstance(now.get(k), dict) else now.get(k)
+        for k, v in before.items()
+    }

@@ -95,8 +95,29 @@ def test_ap_drop_beyond_the_bound_fails(
     from runtime.evaluate import save_disagreements
 
     picture = tmp_path / "disagree.png"
-    assert save_disagreements(report, picture, count=2, score_threshold=0.2) == 2
+    assert save_disagreements(report, picture, count=2) == 2  # default 0.5: untrained scores are far below
     assert picture.stat().st_size > 0
+
+
+def test_drawing_keeps_what_was_compared_below_the_threshold() -> None:
+    """The picture's detections: matched from the threshold up, unmatched ones even below it (best first)."""
+    from runtime.evaluate import split_for_drawing
+    from runtime.structures import Detections
+
+    scores = np.array([0.9, 0.3, 0.2, 0.6, 0.1, 0.05, 0.4], np.float32)
+    det = Detections(
+        boxes=np.tile(np.array([[0, 0, 10, 10]], np.float32), (7, 1)), scores=scores,
+        labels=np.ones(7, np.int64), image_size=(20, 20),
+    )  # fmt: skip
+    matched, unmatched = split_for_drawing(det, np.array([0, 1]), score_threshold=0.5, max_unmatched=3)
+    assert matched.scores.tolist() == pytest.approx([0.9])  # matched 0.3 is below the threshold
+    assert sorted(unmatched.scores.tolist()) == pytest.approx([0.2, 0.4, 0.6])  # 0.6 above, then the best two
+    _, few = split_for_drawing(det, np.array([], np.int64), score_threshold=0.95, max_unmatched=2)
+    assert sorted(few.scores.tolist()) == pytest.approx(
+        [0.6, 0.9]
+    )  # nothing above 0.95: the top 2 still drawn
+    _, many = split_for_drawing(det, np.array([], np.int64), score_threshold=0.25, max_unmatched=1)
+    assert len(many) == 4  # all four unmatched above the threshold, though max_unmatched is 1
 
 
 def test_bad_data_arguments_are_clear(

@@ -58,8 +58,15 @@ CHECK = textwrap.dedent(
     import runtime.predictor
     import runtime.preprocess
     import runtime.structures
+    import runtime.serve_bench
     import runtime.tensorrt_probe
+    import runtime.triton_client
+    import runtime.triton_config
+    import runtime.triton_contract
+    import runtime.triton_server
+    import runtime.triton_steps
     import runtime.webcam
+    import runtime.backends.triton_backend
     from runtime.backends.base import BackendUnavailable
     from runtime.model_file import load_backend
 

@@ -93,3 +93,26 @@ def test_bad_files(tmp_path: Path) -> None:
     torch.save({"iteration": 3}, tmp_path / "noweights.pth")
     with pytest.raises(CheckpointError, match="no model weights"):
         load_checkpoint_file(tmp_path / "noweights.pth")
+
+
+def test_base_width_scales_every_stage_and_64_is_torchvisions_resnet() -> None:
+    """BASE_WIDTH 64 draws torchvision's resnet18 weights exactly (goldens depend on it); 32 halves each stage."""
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    reference = resnet18(weights=None, norm_layer=torch.nn.BatchNorm2d).state_dict()
+    torch.manual_seed(0)
+    body = build_model(
+        load_config(None, ["MODEL.BACKBONE.CONV_BODY", "R-18-FPN", "MODEL.BACKBONE.NORM", "BN"])
+    )
+    ours = {
+        k[len("backbone.body.") :]: v for k, v in body.state_dict().items() if k.startswith("backbone.body.")
+    }
+    assert set(ours) == set(reference) - {"fc.weight", "fc.bias"}
+    assert all(torch.equal(ours[k], reference[k]) for k in ours)
+    narrow = build_model(
+        load_config(None, ["MODEL.BACKBONE.CONV_BODY", "R-18-FPN", "MODEL.BACKBONE.BASE_WIDTH", "32"])
+    )
+    widths = [narrow.backbone.body[f"layer{i}"][0].conv1.out_channels for i in range(1, 5)]
+    assert widths == [32, 64, 128, 256]
+    assert narrow.backbone.fpn.inner_blocks[3][0].in_channels == 256

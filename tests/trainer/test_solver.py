@@ -67,3 +67,19 @@ def test_autocast_dtype_follows_device_and_cpu_features(monkeypatch: pytest.Monk
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     assert autocast_dtype(True, cpu) is torch.bfloat16
     assert autocast_dtype(False, cpu) is None
+
+
+def test_force_fp32_environment_overrides_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.delenv("MRD_FORCE_FP32", raising=False)
+    assert autocast_dtype(True, cpu) is torch.bfloat16
+    for value in ("1", "true", "ON"):
+        monkeypatch.setenv("MRD_FORCE_FP32", value)
+        assert autocast_dtype(True, cpu) is None
+        assert autocast_dtype(True, torch.device("cuda")) is None
+    monkeypatch.setenv("MRD_FORCE_FP32", "0")
+    assert autocast_dtype(True, cpu) is torch.bfloat16
+    monkeypatch.setenv("MRD_FORCE_FP32", "maybe")
+    with pytest.raises(ValueError, match="MRD_FORCE_FP32='maybe'"):
+        autocast_dtype(True, cpu)
