@@ -28,8 +28,14 @@ phase() {  # phase NAME COMMAND...: run it, remember how long it took
 }
 
 exports() {
+  # verified on 12 images of the data set, not on generated textures: there, a GroupNorm model's junk proposals
+  # sit at near-ties that float rounding flips (measured: one 0.07-score detection of 137 swapped on 6 generated
+  # images; none of 3041 on the 200 val images, boxes within 0.001 px)
+  local verify=$OUT/verify_images
+  mkdir -p "$verify"
+  find datasets/shapes/val -maxdepth 1 -type f | sort | head -n 12 | xargs cp -t "$verify"
   for flavor in ort trt; do
-    $PY -m exporter --to onnx --simplify --flavor "$flavor" --verify 6 \
+    $PY -m exporter --to onnx --simplify --flavor "$flavor" --verify-images "$verify" \
       --weights "$WEIGHTS" --output "$OUT/model_$flavor.onnx"
   done
 }
