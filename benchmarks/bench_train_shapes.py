@@ -39,7 +39,7 @@ def run_seed(seed: int, output: Path, fp32: bool, train_only: bool, opts: list[s
     subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), *opts], cwd=REPO, env=env, check=True)
     seconds = json.loads((out / "timings.json").read_text())
     metrics = next(iter(json.loads((out / "eval.json").read_text()).values()))
-    return {"seed": seed, "seconds": seconds, "AP": {t: metrics[t]["AP"] for t in TARGETS}}
+    return {"seed": seed, "seconds": seconds, "AP": {t: metrics[f"{t}/AP"] for t in TARGETS}}
 
 
 def format_table(runs: list[dict]) -> str:
