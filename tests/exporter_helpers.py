@@ -34,7 +34,9 @@ SHAPES_CLASSES = ["__background__", "square", "circle", "triangle", "star", "rin
 def save_shapes_checkpoint(path: Path, opts: list[str] | None = None) -> Path:
     """Our checkpoint format (state dict + config + class names) of a seeded random-init shapes model."""
     torch.manual_seed(0)
-    cfg = load_config(SHAPES_CONFIG, SHAPES_OPTS if opts is None else opts)
+    # the random checkpoints keep the architecture the exporter tests were written for (BatchNorm, full width):
+    # FP16 and INT8 export of the shipped GroupNorm recipe is not covered yet (see issue 11's note)
+    cfg = load_config(SHAPES_CONFIG, [*GOLDEN_ARCHITECTURE, *(SHAPES_OPTS if opts is None else opts)])
     model = build_model(cfg)
     torch.save({"model": model.state_dict(), "config": cfg.dump(), "class_names": SHAPES_CLASSES}, path)
     return path

@@ -82,9 +82,9 @@ def export_variants(out_dir: Path) -> dict[str, Path]:
 
     from calibration.image_source import calibration_images
     from exporter.pipeline import ExportOptions, Int8Options, export_precision
-    from tests.exporter_helpers import GOLDEN_ARCHITECTURE, SHAPES_OPTS, save_shapes_checkpoint
+    from tests.exporter_helpers import save_shapes_checkpoint
 
-    ckpt = save_shapes_checkpoint(out_dir / "shapes.pth", [*GOLDEN_ARCHITECTURE, *SHAPES_OPTS])
+    ckpt = save_shapes_checkpoint(out_dir / "shapes.pth")
     calib_dir = out_dir / "calib"
     calib_dir.mkdir()
     rng = np.random.default_rng(11)

@@ -78,7 +78,9 @@ def test_plain_state_dict_needs_its_config(random_shapes_checkpoint: Path, tmp_p
     torch.save(torch.load(random_shapes_checkpoint, weights_only=True)["model"], plain)
     with pytest.raises(BackendError, match="--config-file"):
         load_backend(plain)  # the default config is R-50-FPN: the weights don't fit it
-    backend = load_backend(plain, config_file=SHAPES_CONFIG, opts=list(TEST_OPTS))
+    from tests.exporter_helpers import GOLDEN_ARCHITECTURE
+
+    backend = load_backend(plain, config_file=SHAPES_CONFIG, opts=[*GOLDEN_ARCHITECTURE, *TEST_OPTS])
     assert backend.info.class_names[1] == "class_1"  # a plain state dict carries no names
 
 
