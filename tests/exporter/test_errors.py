@@ -11,6 +11,7 @@ from exporter.cli import main
 from exporter.errors import ExportError
 from exporter.onnx_export import MIN_OPSET, export_onnx
 from tests.common import SHAPES_CONFIG
+from tests.exporter_helpers import GOLDEN_ARCHITECTURE
 
 
 def test_unknown_flavor(shapes_checkpoint: Path, tmp_path: Path) -> None:
@@ -67,7 +68,7 @@ def test_class_count_mismatch(shapes_checkpoint: Path, tmp_path: Path) -> None:
             shapes_checkpoint,
             tmp_path / "m.onnx",
             SHAPES_CONFIG,
-            ["MODEL.ROI_HEADS.NUM_CLASSES", "9"],
+            [*GOLDEN_ARCHITECTURE, "MODEL.ROI_HEADS.NUM_CLASSES", "9"],  # the checkpoint's architecture
             progress=False,
         )
 
