@@ -198,6 +198,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 verify=verify,
                 progress=not args.quiet,
             )
+
+        def engine_args() -> dict:
+            """What --to tensorrt and --to triton pass the same way (calib as adjusted for the target)."""
+            return dict(
+                options=options,
+                onnx_model=args.onnx,
+                precision=precision if options is not None or precision != "fp32" else None,
+                calib=calib,
+                min_shape=args.min_shape,
+                opt_shape=args.opt_shape,
+                max_shape=args.max_shape,
+                workspace_mib=args.workspace or DEFAULT_WORKSPACE_MIB,
+                timing_cache=args.timing_cache,
+                plugin_library=args.plugin_library,
+                progress=not args.quiet,
+            )
+
         if args.to == "onnx":
             assert options is not None
             pipeline.export_precision(options, args.output, precision, flavor, calib)
@@ -210,34 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             pipeline.export_triton(
                 args.output,
                 TritonOptions(**given, dynamic_batching=not args.no_dynamic_batching),
-                options=options,
-                onnx_model=args.onnx,
-                precision=precision if options is not None or precision != "fp32" else None,
                 flavor=args.flavor,
-                calib=calib,
-                min_shape=args.min_shape,
-                opt_shape=args.opt_shape,
-                max_shape=args.max_shape,
-                workspace_mib=args.workspace or DEFAULT_WORKSPACE_MIB,
-                timing_cache=args.timing_cache,
-                plugin_library=args.plugin_library,
-                progress=not args.quiet,
+                **engine_args(),
             )
         else:
             pipeline.export_tensorrt(
                 engine=args.output,
-                options=options,
-                onnx_model=args.onnx,
-                precision=precision if options is not None or precision != "fp32" else None,
                 flavor=flavor,
-                calib=calib,
-                min_shape=args.min_shape,
-                opt_shape=args.opt_shape,
-                max_shape=args.max_shape,
-                workspace_mib=args.workspace or DEFAULT_WORKSPACE_MIB,
-                timing_cache=args.timing_cache,
-                plugin_library=args.plugin_library,
-                progress=not args.quiet,
+                **engine_args(),
             )
     except (ExportError, CalibrationError) as e:  # TensorRTUnavailable too: the ONNX is written by then
         print(f"error: {e}", file=sys.stderr)
