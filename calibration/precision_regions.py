@@ -43,6 +43,8 @@ DENSE_OPS = COMPUTE_OPS | {
     "Resize",
     "Upsample",
     "BatchNormalization",
+    "InstanceNormalization",  # GroupNorm exports as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add
+    "Mul",  # of a dense tensor by a per-channel weight only: GroupNorm's affine scale
     "Flatten",
     "Reshape",
     "Identity",
@@ -77,6 +79,7 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
     if input_name not in {i.name for i in graph.input}:
         raise ValueError(f"the model has no input named {input_name!r}; is it an export of this project?")
     initializers = {t.name for t in graph.initializer}
+    weight_dims = {t.name: tuple(t.dims) for t in graph.initializer}
     dense_tensors = {input_name}
     after_roi: set[str] = set()  # dense tensors downstream of ROI pooling
     dense: set[str] = set()
@@ -103,6 +106,10 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
             t in dense_tensors or t in initializers for t in node.input
         ):
             continue  # adding a glue tensor (an anchor, a decoded offset) is decoding, not a residual
+        if op == "Mul" and not all(
+            t in dense_tensors or len(weight_dims.get(t, ())) >= 3 for t in node.input
+        ):
+            continue  # only a per-channel scale ([C, 1, 1]) of a feature map; a scalar or [4] scale is decoding
         dense.add(node.name)
         dense_tensors.update(node.output)
         if any(t in after_roi for t in data_inputs):

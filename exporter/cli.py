@@ -1,7 +1,7 @@
-"""``python -m exporter --to onnx|tensorrt|triton ...``: a thin argparse layer over the exporter's library.
+"""``python -m exporter --to onnx|tensorrt|openvino|triton ...``: a thin argparse layer over the exporter's library.
 
-FP32 ONNX is :func:`exporter.onnx_export.export_onnx`; ``--fp16`` / ``--int8``, ``--to tensorrt`` and ``--to
-triton`` (a Triton model repository, :mod:`exporter.triton_repository`) are :mod:`exporter.pipeline`. Exit
+FP32 ONNX is :func:`exporter.onnx_export.export_onnx`; ``--fp16`` / ``--int8``, ``--to tensorrt``, ``--to
+openvino`` (an IR, :mod:`exporter.openvino_export`) and ``--to triton`` (a Triton model repository, :mod:`exporter.triton_repository`) are :mod:`exporter.pipeline`. Exit
 codes follow the project's CLIs: 2 for a user mistake (bad option, config, weights, calibration data, an
 unwritable output; also TensorRT or a GPU missing, after writing the ONNX and printing the ``trtexec`` line;
 not for ``--to triton --backend tensorrt``, whose repository is complete but for the engine, which its README
@@ -50,19 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
         "model (FP32, mixed FP16 or INT8 Q/DQ), a TensorRT engine, or a Triton model repository.",
         epilog="Trailing KEY VALUE pairs override config keys, e.g. TEST.DETECTIONS_PER_IMG 50.",
     )
-    p.add_argument("--to", choices=("onnx", "tensorrt", "triton"), default="onnx", help="target format")
+    p.add_argument(
+        "--to", choices=("onnx", "tensorrt", "openvino", "triton"), default="onnx", help="target format"
+    )
     p.add_argument("--config-file", type=Path, default=None,
                    help="YAML config; default: the checkpoint's saved config, else torchvision's R-50-FPN")  # fmt: skip
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, default=None,
                         help="our checkpoint or a plain torchvision state dict")  # fmt: skip
     source.add_argument("--onnx", type=Path, default=None,
-                        help="--to tensorrt/triton: use this exported ONNX model instead of weights")  # fmt: skip
+                        help="--to tensorrt/openvino/triton: use this exported ONNX model instead of weights")  # fmt: skip
     p.add_argument(
         "--output",
         type=Path,
         required=True,
-        help="the .onnx file (or, --to tensorrt, .engine; --to triton, the model repository directory) to write",
+        help="the .onnx file (or, --to tensorrt, .engine; --to openvino, .xml; --to triton, the model repository "
+        "directory) to write",
     )
     p.add_argument("--flavor", default=None,
                    help="ort: standard ONNX ops only; trt: multi-level ROIAlign and NMS as TensorRT plugin nodes "
@@ -137,9 +140,11 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if args.to == "onnx" and args.weights is None:
         parser.error(
             "--to onnx needs --weights W.pth"
-            + (" (--onnx is for --to tensorrt and --to triton)" if args.onnx else "")
+            + (" (--onnx is for --to tensorrt, openvino and triton)" if args.onnx else "")
         )
-    if args.to in ("tensorrt", "triton") and args.weights is None and args.onnx is None:
+    if args.to == "openvino" and args.flavor not in (None, "ort"):
+        parser.error(f"--to openvino runs the ort flavor (standard ONNX ops), not --flavor {args.flavor}")
+    if args.to in ("tensorrt", "openvino", "triton") and args.weights is None and args.onnx is None:
         parser.error(f"--to {args.to} needs --weights W.pth or --onnx M.onnx")
     calib_given = args.calib_images is not None or args.calib_dataset is not None
     if args.calib_images is not None and args.calib_dataset is not None:
@@ -218,6 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.to == "onnx":
             assert options is not None
             pipeline.export_precision(options, args.output, precision, flavor, calib)
+        elif args.to == "openvino":
+            pipeline.export_openvino(
+                args.output,
+                options=options,
+                onnx_model=args.onnx,
+                precision=precision if options is not None or precision != "fp32" else None,
+                calib=calib,
+                progress=not args.quiet,
+            )
         elif args.to == "triton":
             from exporter.triton_repository import TritonOptions
 

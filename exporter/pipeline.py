@@ -7,6 +7,8 @@
 - :func:`export_tensorrt`: the ONNX an engine is built from (exported, converted, or a given file reused)
   written beside the engine, then :func:`exporter.tensorrt_build.build_engine`. Without TensorRT or a GPU
   the ONNX is still written and :class:`TensorRTUnavailable` carries the equivalent ``trtexec`` line;
+- :func:`export_openvino`: the ``ort`` ONNX (FP32, or INT8 Q/DQ for ``int8``; exported, or a given file reused)
+  written beside the IR, converted by :func:`exporter.openvino_export.convert_to_ir`, and the IR verified;
 - :func:`export_triton`: the ONNX (exported, converted, or a given file reused) put into a Triton model
   repository, the engine built there for ``--backend tensorrt`` where TensorRT is present, then
   :func:`exporter.triton_repository.write_repository` (configs, ensemble, README, schema validation).
@@ -21,7 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from calibration.errors import CalibrationError
 from calibration.image_source import CalibrationImages
 from exporter.errors import ExportError
 from exporter.onnx_export import DEFAULT_OPSET, check_writable, export_onnx
+from exporter.openvino_export import OpenVinoIR, check_ir_output, convert_to_ir
 from exporter.tensorrt_build import (
     BHW,
     DEFAULT_WORKSPACE_MIB,
@@ -231,6 +234,53 @@ def export_tensorrt(
     return TensorRTExportResult(built_from, reused, result)
 
 
+@dataclass
+class OpenVinoExportResult:
+    ir: OpenVinoIR
+    onnx_reused: bool
+    verification: VerificationResult | None = None
+
+
+def export_openvino(
+    xml: str | os.PathLike[str],
+    options: ExportOptions | None = None,
+    onnx_model: str | os.PathLike[str] | None = None,
+    precision: str | None = None,
+    calib: Int8Options | None = None,
+    progress: bool = True,
+) -> OpenVinoExportResult:
+    """An OpenVINO IR at ``xml`` (+ ``.bin``) of ``options.weights`` xor an exported ``ort`` ONNX file.
+
+    The ONNX it is converted from lies beside the IR (``model.xml`` -> ``model.onnx``; a given ``onnx_model``
+    of the right precision is used as it is). fp16 compresses the FP32 network's weights; int8 converts the
+    INT8 Q/DQ ONNX (calibrated, or from the calibration cache). Only the IR is verified, when asked.
+    """
+    dst = Path(xml)
+    if (options is None) == (onnx_model is None):
+        raise ExportError("give the weights (--weights W.pth) or an exported model (--onnx M.onnx), not both")
+    check_ir_output(dst)
+    progress = options.progress if options is not None else progress
+    built_from, reused = dst.with_suffix(".onnx"), False
+    if options is not None:
+        precision = precision or "fp32"
+        source_precision = "int8" if precision == "int8" else "fp32"
+        export_precision(replace(options, verify=None), built_from, source_precision, "ort", calib)
+    else:
+        assert onnx_model is not None
+        src = Path(onnx_model)
+        have = given_onnx_info(src, "ort", "OpenVINO runs the ort flavor")
+        if have.precision == "fp16":
+            raise ExportError(f"--onnx {src} is the mixed-precision FP16 ONNX; give the FP32 one (--fp16 makes "
+                              f"an IR with FP16 weights from it)")  # fmt: skip
+        precision = precision or have.precision
+        source_precision = "int8" if precision == "int8" else "fp32"
+        built_from, reused = _onnx_of_precision(src, built_from, source_precision, calib, progress)
+    ir = convert_to_ir(built_from, dst, precision)
+    _say(progress, ir.summary())
+    verification = _verify(options, dst, precision) if options is not None else None
+    return OpenVinoExportResult(ir, reused, verification)
+
+
 def export_triton(
     repository: str | os.PathLike[str],
     triton: TritonOptions,
@@ -270,14 +320,7 @@ def export_triton(
     else:
         assert onnx_model is not None
         src = Path(onnx_model)
-        try:
-            have = contract.read_metadata(src)
-        except contract.ContractError as e:
-            raise ExportError(str(e)) from None
-        if have.flavor != flavor:
-            raise ExportError(
-                f"--onnx {src} is the {have.flavor} flavor; --backend {triton.backend} needs {flavor}"
-            )
+        given_onnx_info(src, flavor, f"--backend {triton.backend} needs {flavor}")
         built, _ = _onnx_of_precision(src, dst, precision, calib, progress)
         if built.resolve() != dst.resolve():
             shutil.copyfile(built, dst)
@@ -311,6 +354,17 @@ def _triton_engine(
         return (f"{plan.name} is not built here ({e.missing}); build it on the serving machine (TensorRT >= 10, "
                 f"an NVIDIA GPU, the TensorRT version the server's container has) with: {e.trtexec_line}")  # fmt: skip
     return built.summary()
+
+
+def given_onnx_info(src: Path, flavor: str, why: str) -> contract.ModelInfo:
+    """The metadata of an ONNX file given with ``--onnx``, refused (saying ``why``) when not of ``flavor``."""
+    try:
+        have = contract.read_metadata(src)
+    except contract.ContractError as e:
+        raise ExportError(str(e)) from None
+    if have.flavor != flavor:
+        raise ExportError(f"--onnx {src} is the {have.flavor} flavor; {why}")
+    return have
 
 
 def onnx_precision(path: Path) -> str:

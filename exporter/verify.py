@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from exporter.errors import ExportError, VerificationError
 from runtime import onnx_contract as contract
-from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.backends.torch_backend import TorchBackend
 from runtime.compare import ComparisonReport, Tolerances, compare_detections
 from runtime.image_io import ImageReadError, list_images, read_image
+from runtime.model_file import load_backend, read_model_info
 from runtime.predictor import Predictor, batched
 from runtime.preprocess import PreprocessParams
 from runtime.structures import RawDetections
@@ -99,12 +99,13 @@ def onnxruntime_load_warnings(model_path: str | Path) -> list[str]:
 def run_both(
     model_path: str | Path, model: nn.Module, images: Sequence[np.ndarray], progress: bool = True
 ) -> tuple[list[RawDetections], list[RawDetections], list[tuple[int, int]]]:
-    """Reference (PyTorch) and candidate (ONNX Runtime) detections of every image, batched by 2.
+    """Reference (PyTorch) and candidate detections of every image, batched by 2.
 
-    Both see the batch pre-processed once, as the exported model's metadata says (a static model's
+    The candidate runs under the backend of its file type (ONNX Runtime for .onnx, OpenVINO for an IR's
+    .xml). Both see the batch pre-processed once, as the exported model's metadata says (a static model's
     canvas included), so any difference is the export's.
     """
-    candidate = Predictor(OnnxRuntimeBackend(model_path, threads=2), confidence_threshold=0.0)
+    candidate = Predictor(load_backend(model_path, threads=2), confidence_threshold=0.0)
     reference = Predictor(TorchBackend.from_model(model, candidate.info), confidence_threshold=0.0)
     ref_raws: list[RawDetections] = []
     cand_raws: list[RawDetections] = []
@@ -128,9 +129,9 @@ def verify_export(
     raise_on_failure: bool = True,
 ) -> VerificationResult:
     """Compare ``model_path`` with ``model`` on ``source`` (N generated images or a directory); print the report."""
-    info = contract.read_metadata(model_path)
+    info = read_model_info(model_path)
     images = load_images(source, info.preprocess)
-    warnings = onnxruntime_load_warnings(model_path)
+    warnings = onnxruntime_load_warnings(model_path) if Path(model_path).suffix.lower() == ".onnx" else []
     reference, candidate, sizes = run_both(model_path, model, images, progress)
     report = compare_detections(reference, candidate)
     failures = report.check(tolerances)

@@ -10,6 +10,10 @@ head, box coder, ROI heads) and re-expresses only the glue for a graph:
   NMS results padded to ``keep_top_k``); padding is carried as invalid scores, so it never becomes a
   detection;
 - NMS is one batched node per stage (RPN: classes = FPN levels; box head: classes = object classes);
+- the per-detection heads (masks, keypoints) run, in the ``ort`` flavor, on the first ``max(num_detections)``
+  slots only and the rest is zero-filled: a trained model keeps a few detections of its K slots, and the
+  mask head on padding was most of its ROI-head time on the CPU. The ``trt`` flavor keeps every slot (a
+  fixed shape, with no data-dependent size for TensorRT to plan around);
 - masks stop at per-box M x M probabilities (pasting is ``runtime.postprocess``'s job), and keypoints at
   per-box NK x S x S heatmap logits: torchvision decodes them by resizing each heatmap to its box's size,
   a data-dependent shape no fixed grid reproduces exactly, so ``runtime.postprocess.heatmaps_to_keypoints``
@@ -239,6 +243,24 @@ class ExportableDetector(nn.Module):
         """ROI features of the kept boxes ([B*K, C, S, S]): what the mask and keypoint heads both read."""
         return self.ops.multilevel_roi_align(dets.boxes, [features[n] for n in names], attrs)
 
+    def _used_slots(self, dets: NmsResult) -> NmsResult:
+        """``dets`` cut to the slots some image of the batch uses (``ort``); every slot for ``trt``.
+
+        Kept detections fill each image's first ``num_detections`` slots, so the first max over the batch
+        hold them all; at least one slot, so no head ever sees an empty batch.
+        """
+        if self.flavor != "ort":
+            return dets
+        used = torch.arange(dets.num_detections.max().to(torch.int64).clamp(min=1))  # traced: a Range
+        return NmsResult(dets.num_detections, *(t.index_select(1, used) for t in dets[1:]))
+
+    @staticmethod
+    def _pad_slots(values: Tensor, k: int | Tensor) -> Tensor:
+        """[B, k_used, ...] -> [B, k, ...] with zeros after the used slots (the contract's fixed K)."""
+        missing = k - values.shape[1]
+        padding = torch.zeros_like(values[:, :1]).expand(values.shape[0], missing, *values.shape[2:])
+        return torch.cat([values, padding], dim=1)
+
     @staticmethod
     def _zero_padding(dets: NmsResult, values: Tensor) -> Tensor:
         """``values`` [B, K, ...] with the padding slots (class -1) set to 0, as the contract says."""
@@ -248,20 +270,26 @@ class ExportableDetector(nn.Module):
     def masks(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
         """Mask head on the kept boxes; probabilities of each detection's own class -> [B, K, M, M]."""
         heads = self.model.roi_heads
-        batch, k = dets.boxes.shape[0], dets.boxes.shape[1]
-        pooled = self._pool_kept(features, dets, self.mask_names, self.mask_attrs)
-        logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*K, C, M, M]
+        k = dets.boxes.shape[1]
+        used = self._used_slots(dets)
+        batch, k_used = used.boxes.shape[0], used.boxes.shape[1]
+        pooled = self._pool_kept(features, used, self.mask_names, self.mask_attrs)
+        logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*k_used, C, M, M]
         m = logits.shape[-1]
-        label = dets.classes.to(torch.int64).clamp(min=0).reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
-        return self._zero_padding(dets, torch.sigmoid(logits.gather(1, label)).reshape(batch, k, m, m))
+        label = used.classes.to(torch.int64).clamp(min=0).reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
+        probs = torch.sigmoid(logits.gather(1, label)).reshape(batch, k_used, m, m)
+        return self._zero_padding(dets, self._pad_slots(probs, k) if used is not dets else probs)
 
     def keypoint_heatmaps(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
         """Keypoint head on the kept boxes -> logits [B, K, NK, S, S], 0 in padding (decoded on the host)."""
         heads = self.model.roi_heads
-        batch, k = dets.boxes.shape[0], dets.boxes.shape[1]
-        pooled = self._pool_kept(features, dets, self.keypoint_feature_names, self.keypoint_attrs)
-        logits = heads.keypoint_predictor(heads.keypoint_head(pooled))  # [B*K, NK, S, S]
-        return self._zero_padding(dets, logits.reshape(batch, k, *logits.shape[1:]))
+        k = dets.boxes.shape[1]
+        used = self._used_slots(dets)
+        batch, k_used = used.boxes.shape[0], used.boxes.shape[1]
+        pooled = self._pool_kept(features, used, self.keypoint_feature_names, self.keypoint_attrs)
+        logits = heads.keypoint_predictor(heads.keypoint_head(pooled))  # [B*k_used, NK, S, S]
+        logits = logits.reshape(batch, k_used, *logits.shape[1:])
+        return self._zero_padding(dets, self._pad_slots(logits, k) if used is not dets else logits)
 
 
 def clip_to_images(boxes: Tensor, image_sizes: Tensor) -> Tensor:

@@ -5,6 +5,10 @@ half-way (thermal throttling, a neighbour's job) slows every model alike and the
 Each iteration is pre-process + inference + post-process (mask pasting included) on the same batch, with
 device work synchronized before every clock read; medians and tail percentiles, not means, because a
 single page fault or GC pause must not move the result.
+
+On the CPU every model's time is also put against the compute floor (``runtime.compute_floor``): the FLOPs
+its network executed on each batch over the float32 matmul rate measured in the same run, so the table says
+how far each backend is from what the machine can do, not only from the other backends.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tqdm import tqdm
 from runtime.backends.base import BackendError
 from runtime.cli_common import add_backend_arguments, add_progress_argument, cli_main, user_errors
 from runtime.compare import format_text_table
+from runtime.compute_floor import MatmulRate, measure_matmul_rate
 from runtime.image_io import iter_images
 from runtime.model_file import UnknownModelType
 from runtime.predictor import Predictor
@@ -47,6 +52,7 @@ class BenchSettings:
     size: int | None = None  # short side fed to the model (None: the model's own)
     device: str = "cpu"
     confidence_threshold: float = 0.0  # 0 pastes every detection: the worst case a deployment must budget
+    floor: bool = True  # count FLOPs and measure the matmul rate (CPU only)
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.iters < 1 or self.warmup < 0:
@@ -70,11 +76,22 @@ class ModelResult:
     post: list[float] = field(default_factory=list)
     total: list[float] = field(default_factory=list)
     detections_per_image: float = 0.0
+    flops: list[float] = field(default_factory=list)  # per timed iteration: the FLOPs of its batch
+    flops_from: str = ""  # the model file they were counted on (this one, or the same network's)
     error: str | None = None
 
-    def summary(self, batch: int) -> dict[str, float]:
+    def summary(self, batch: int, rate: MatmulRate | None = None) -> dict[str, float]:
         t = np.asarray(self.total)
         p50 = float(np.median(t))
+        floor: dict[str, float] = {}
+        if rate is not None and self.flops and len(self.flops) == len(self.total):
+            floors = np.asarray([rate.floor_seconds(f) for f in self.flops])
+            floor = {
+                "gflop_per_image": float(np.median(self.flops)) / batch / 1e9,
+                "floor_ms": 1e3 * float(np.median(floors)),
+                "infer_to_floor": float(np.median(np.asarray(self.infer) / floors)),
+                "total_to_floor": float(np.median(t / floors)),
+            }
         return {
             "pre_ms": 1e3 * float(np.median(self.pre)),
             "infer_ms": 1e3 * float(np.median(self.infer)),
@@ -83,6 +100,7 @@ class ModelResult:
             "p90_ms": 1e3 * float(np.percentile(t, 90)),
             "p99_ms": 1e3 * float(np.percentile(t, 99)),
             "images_per_s": batch / p50 if p50 > 0 else float("inf"),
+            **floor,
         }
 
 
@@ -93,6 +111,7 @@ class BenchReport:
     models: list[ModelResult]
     num_images: int
     image_source: str
+    matmul: MatmulRate | None = None
 
     @property
     def ok(self) -> list[ModelResult]:
@@ -108,7 +127,7 @@ class BenchReport:
         for m in self.models:
             d = asdict(m)
             if m.error is None and m.total:
-                d["summary"] = m.summary(self.settings.batch)
+                d["summary"] = m.summary(self.settings.batch, self.matmul)
                 d["ratio_to_first"] = self.ratio(m)
             models.append(d)
         return {
@@ -117,6 +136,7 @@ class BenchReport:
             "num_images": self.num_images,
             "image_source": self.image_source,
             "models": models,
+            "matmul": None if self.matmul is None else asdict(self.matmul) | {"gflops": self.matmul.gflops},
         }
 
 
@@ -174,10 +194,13 @@ def run_benchmark(
     backend_options: dict[str, Any] | None = None,
     image_source: str = "",
     progress: bool = True,
+    matmul: MatmulRate | None = None,
 ) -> BenchReport:
     """Time every model on the same batches, alternating models each iteration.
 
-    A model that fails to load is reported with its error and the others still run.
+    A model that fails to load is reported with its error and the others still run. On the CPU, with
+    ``settings.floor``, each model's FLOPs are counted on every batch it ran (after the timing, untimed)
+    and ``matmul`` (measured here when not given) gives the floor.
     """
     if not images:
         raise ValueError("no images to benchmark with")
@@ -189,11 +212,60 @@ def run_benchmark(
         for r, backend in zip(results, backends)
         if (pred := _load_model(r, backend, settings, options)) is not None
     ]
-    detections = _time_alternately(live, _batches(images, settings.batch), settings, progress)
+    batches = _batches(images, settings.batch)
+    detections = _time_alternately(live, batches, settings, progress)
+    use_floor = settings.floor and settings.device == "cpu" and any(r.error is None for r, _ in live)
+    if use_floor:
+        _count_flops(live, batches, settings, progress)
+        matmul = matmul or measure_matmul_rate(settings.threads)
     for r, pred in live:
         r.detections_per_image = detections[id(r)] / max(1, len(r.total) * settings.batch)
         pred.close()
-    return BenchReport(settings, environment_info(), results, len(images), image_source)
+    return BenchReport(settings, environment_info(), results, len(images), image_source,
+                       matmul if use_floor else None)  # fmt: skip
+
+
+def _count_flops(
+    live: Sequence[tuple[ModelResult, Predictor]],
+    batches: Sequence[list[np.ndarray]],
+    settings: BenchSettings,
+    progress: bool,
+) -> None:
+    """``r.flops`` of every timed iteration: each distinct batch counted once per model (a batch's FLOPs
+    depend on its image sizes and on how many detections reach the mask head).
+
+    A model that cannot count (an IR without its ONNX beside it) takes the count of a model of the same
+    network in the run (same config, canvas and batch: the same graph in another format or precision).
+    """
+    ok = [(r, pred) for r, pred in live if r.error is None]
+    used = sorted({it % len(batches) for it in range(settings.warmup, settings.warmup + settings.iters)})
+    with tqdm(total=len(ok) * len(used), desc="counting FLOPs", unit="batch", disable=not progress) as bar:
+        for r, pred in ok:
+            per_batch: dict[int, float] = {}
+            for b in used:
+                try:
+                    count = pred.backend.count_flops(pred.preprocess(batches[b]))
+                except Exception as e:  # a counter failing must not take the timings down
+                    log.warning("%s: FLOPs not counted: %s: %s", r.path, type(e).__name__, e)
+                    count = None
+                bar.update(1)
+                if count is None:
+                    break
+                per_batch[b] = count
+            if len(per_batch) == len(used):
+                timed = range(settings.warmup, settings.warmup + settings.iters)
+                r.flops, r.flops_from = [per_batch[it % len(batches)] for it in timed], r.path
+    for r, pred in ok:
+        if not r.flops:
+            same = next((o for o, p in ok if o.flops and _network(p) == _network(pred)), None)
+            if same is not None:
+                r.flops, r.flops_from = list(same.flops), same.flops_from
+
+
+def _network(pred: Predictor) -> tuple[Any, ...]:
+    """What makes two model files the same network for counting FLOPs (not the format or the precision)."""
+    info = pred.info
+    return (info.config_yaml, info.static_input_size, info.batch, info.detections_per_image)
 
 
 def _backends_per_model(backends: Sequence[str | None] | None, num_models: int) -> list[str | None]:
@@ -296,24 +368,31 @@ def format_report(report: BenchReport) -> str:
     gpus = sorted({str(m.describe["gpu"]) for m in report.models if m.describe.get("gpu")})
     if gpus:
         lines.insert(1, "GPU: " + ", ".join(gpus))
+    if report.matmul is not None:
+        lines.append("compute floor: " + report.matmul.describe())
     headers = ["model", "backend", "precision", "size MB", "load s", "pre ms", "infer ms", "post ms",
                "p50 ms", "p90 ms", "p99 ms", "img/s", "dets/img", "ratio"]  # fmt: skip
+    floor_headers = ["GFLOP/img", "floor ms", "infer/floor", "p50/floor"] if report.matmul is not None else []
     rows = []
     for m in report.models:
         name = Path(m.path).name
         if m.error is not None or not m.total:
-            rows.append(
-                [name, m.backend or "-", m.precision or "-", f"{m.file_mb:.1f}", "-", *["-"] * 8, "FAILED"]
-            )
+            rows.append([name, m.backend or "-", m.precision or "-", f"{m.file_mb:.1f}", "-", *["-"] * 8,
+                         "FAILED", *["-"] * len(floor_headers)])  # fmt: skip
             continue
-        sm = m.summary(s.batch)
+        sm = m.summary(s.batch, report.matmul)
         rows.append([
             name, m.backend, m.precision, f"{m.file_mb:.1f}", f"{m.load_s:.2f}", f"{sm['pre_ms']:.1f}",
             f"{sm['infer_ms']:.1f}", f"{sm['post_ms']:.1f}", f"{sm['p50_ms']:.1f}", f"{sm['p90_ms']:.1f}",
             f"{sm['p99_ms']:.1f}", f"{sm['images_per_s']:.2f}", f"{m.detections_per_image:.1f}",
             f"{report.ratio(m):.2f}x",
         ])  # fmt: skip
-    table = format_text_table(headers, rows)
+        if floor_headers:
+            rows[-1] += (
+                [f"{sm['gflop_per_image']:.1f}", f"{sm['floor_ms']:.1f}", f"{sm['infer_to_floor']:.2f}x",
+                 f"{sm['total_to_floor']:.2f}x"] if "floor_ms" in sm else ["-"] * len(floor_headers)
+            )  # fmt: skip
+    table = format_text_table(headers + floor_headers, rows)
     errors = [f"{Path(m.path).name}: {m.error}" for m in report.models if m.error]
     return "\n".join([*lines, "", table, *(["", "errors:", *errors] if errors else [])])
 
@@ -364,15 +443,20 @@ def plot_report(report: BenchReport, path: str | os.PathLike[str]) -> None:
 
 
 def _file_mb(path: Path) -> float:
+    """Size on disk of a model; an OpenVINO IR is its .xml and its .bin together."""
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
-    return path.stat().st_size / 2**20
+    size = path.stat().st_size
+    weights = path.with_suffix(".bin")
+    if path.suffix.lower() == ".xml" and weights.is_file():
+        size += weights.stat().st_size
+    return size / 2**20
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runtime.bench",
-        description="Time model files (.pth, .onnx, .engine) end to end, alternating them; print a table.",
+        description="Time model files (.pth, .onnx, .xml, .engine) end to end, alternating them; print a table.",
     )
     p.add_argument(
         "--model",
@@ -382,14 +466,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_backend_arguments(
         p,
-        backend_help="backend override (torch, onnxruntime, tensorrt); once, or once per --model",
+        backend_help="backend override (torch, onnxruntime, openvino, tensorrt, triton); once, or once per --model",
         repeatable_backend=True,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="folder or glob of images")
     src.add_argument("--synthetic", type=int, metavar="N", help="N generated images (480x640)")
     p.add_argument("--size", type=int, help="short side fed to the models (default: each model's own)")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=_batch_sizes, default=[1], metavar="N[,N...]",
+                   help="images per batch; several (1,2,4) time every batch size and add an images/s table")  # fmt: skip
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument(
@@ -402,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--config-file",
         help="config of .pth models: needed for plain state dicts; overrides a checkpoint's own",
     )
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the compute floor (FLOPs counted per batch, matmul rate measured; CPU only)")  # fmt: skip
     p.add_argument("--json", help="write all timings to this JSON file")
     p.add_argument("--plot", help="write a bar chart (PNG) to this file")
     add_progress_argument(p)
@@ -411,23 +498,65 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    reports: list[BenchReport] = []
     with user_errors():
-        settings = BenchSettings(batch=args.batch, warmup=args.warmup, iters=args.iters, threads=args.threads,
-                                 size=args.size, device=args.device,
-                                 confidence_threshold=args.confidence_threshold)  # fmt: skip
         images, source = _bench_images(args.synthetic, args.images)
         options = {"config_file": args.config_file} if args.config_file else {}
-        report = run_benchmark(
-            args.model, images, settings, args.backend, options, source, not args.no_progress
-        )
-    print(format_report(report))
+        matmul = None
+        for batch in args.batch:
+            settings = BenchSettings(batch=batch, warmup=args.warmup, iters=args.iters, threads=args.threads,
+                                     size=args.size, device=args.device,
+                                     confidence_threshold=args.confidence_threshold,
+                                     floor=not args.no_floor)  # fmt: skip
+            report = run_benchmark(args.model, images, settings, args.backend, options, source,
+                                   not args.no_progress, matmul)  # fmt: skip
+            matmul = report.matmul  # one rate for every batch size: they are compared with each other
+            reports.append(report)
+            print(format_report(report), flush=True)
+    if len(reports) > 1:
+        print("\n" + format_batch_table(reports))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
+        data = reports[0].to_dict() if len(reports) == 1 else {"by_batch": [r.to_dict() for r in reports]}
+        Path(args.json).write_text(json.dumps(data, indent=2))
         print(f"wrote {args.json}")
-    if args.plot and report.ok:
-        plot_report(report, args.plot)
-        print(f"wrote {args.plot}")
-    return 0 if len(report.ok) == len(report.models) else 1
+    if args.plot:
+        for report in reports:
+            if report.ok:
+                path = Path(args.plot)
+                if len(reports) > 1:
+                    path = path.with_name(f"{path.stem}_b{report.settings.batch}{path.suffix}")
+                plot_report(report, path)
+                print(f"wrote {path}")
+    return 0 if all(len(r.ok) == len(r.models) for r in reports) else 1
+
+
+def format_batch_table(reports: Sequence[BenchReport]) -> str:
+    """Images per second of every model at every batch size (and the end-to-end ratio to the floor)."""
+    batches = [r.settings.batch for r in reports]
+    headers = ["model", "backend", "precision", *[f"img/s b{b}" for b in batches]]
+    if all(r.matmul is not None for r in reports):
+        headers += [f"p50/floor b{b}" for b in batches]
+    rows = []
+    for i, m in enumerate(reports[0].models):
+        row = [Path(m.path).name, m.backend or "-", m.precision or "-"]
+        sums = [
+            r.models[i].summary(r.settings.batch, r.matmul) if r.models[i] in r.ok else None for r in reports
+        ]
+        row += [f"{sm['images_per_s']:.2f}" if sm else "FAILED" for sm in sums]
+        if len(headers) > 3 + len(batches):
+            row += [f"{sm['total_to_floor']:.2f}x" if sm and "total_to_floor" in sm else "-" for sm in sums]
+        rows.append(row)
+    return format_text_table(headers, rows)
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected batch sizes such as 1 or 1,2,4, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return sizes
 
 
 def _bench_images(synthetic: int | None, folder: str | None) -> tuple[list[np.ndarray], str]:

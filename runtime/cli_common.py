@@ -37,7 +37,7 @@ class CommandExit(SystemExit):
 
 def add_backend_arguments(
     parser: argparse.ArgumentParser,
-    backend_help: str = "backend override (torch, onnxruntime, tensorrt)",
+    backend_help: str = "backend override (torch, onnxruntime, openvino, tensorrt, triton)",
     repeatable_backend: bool = False,
 ) -> None:
     """``--backend``, ``--device`` and ``--threads``: how every command picks and sizes its backend.
@@ -47,7 +47,7 @@ def add_backend_arguments(
     """
     parser.add_argument("--backend", action="append" if repeatable_backend else "store", help=backend_help)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch, ONNX Runtime and OpenVINO")
 
 
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:

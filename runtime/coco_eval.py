@@ -53,6 +53,7 @@ def detections_to_coco_results(
     iou_type: str,
     label_to_category: Mapping[int, int] | None = None,
     mask_threshold: float = 0.5,
+    progress: bool = True,
 ) -> list[dict[str, Any]]:
     """COCO result dicts of one IoU type (JSON-serializable), labels mapped to category ids.
 
@@ -66,8 +67,9 @@ def detections_to_coco_results(
     results: list[dict[str, Any]] = []
     # Encoding full-image masks is the slow part of an evaluation; show progress on real data sets.
     items = tqdm(
-        detections.items(), desc=f"COCO {iou_type} results", leave=False, disable=len(detections) < 50
-    )
+        detections.items(), desc=f"COCO {iou_type} results", leave=False,
+        disable=not progress or len(detections) < 50,
+    )  # fmt: skip
     for image_id, det in items:
         if len(det) == 0:
             continue
@@ -109,6 +111,7 @@ def evaluate_coco_detailed(
     label_to_category: Mapping[int, int] | None = None,
     verbose: bool = False,
     kpt_oks_sigmas: Sequence[float] | None = None,
+    progress: bool = True,
 ) -> dict[str, CocoTypeResult]:
     """COCO results per IoU type: the metrics (values in [0, 1]) and precision arrays (for PR plots).
 
@@ -138,7 +141,7 @@ def evaluate_coco_detailed(
         if reason:
             log.info("skipping %s evaluation: %s", iou_type, reason)
             continue
-        results = detections_to_coco_results(detections, iou_type, label_to_category)
+        results = detections_to_coco_results(detections, iou_type, label_to_category, progress=progress)
         out[iou_type] = _run_cocoeval(gt, dataset, results, iou_type, sorted(detections), backend, verbose,
                                       kpt_oks_sigmas)  # fmt: skip
     return out

@@ -214,7 +214,7 @@ def evaluate_against_reference(
     results = {}
     for out in (out_r, out_m):
         results[out.name] = evaluate_coco_detailed(
-            dataset, LazyDetections(out, records), iou_types, coco_backend
+            dataset, LazyDetections(out, records), iou_types, coco_backend, progress=progress
         )
     ids = list(records)
     comparison = compare_detections(
@@ -432,7 +432,7 @@ def _fmt(v: float | None) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runtime.evaluate",
-        description="COCO AP of a model (.onnx, .engine, .pth) and its difference to the PyTorch reference.",
+        description="COCO AP of a model (.onnx, .xml, .engine, .pth) and its difference to the PyTorch reference.",
     )
     p.add_argument("--model", required=True, help="the model to check")
     p.add_argument("--reference", required=True, help="the PyTorch weights it came from (.pth)")

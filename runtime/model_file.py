@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runtime import onnx_contract as contract
 from runtime.backends.base import Backend
 from runtime.triton_client import is_triton_url
 
@@ -20,6 +21,7 @@ EXTENSIONS: dict[str, str] = {
     ".pth": "torch",
     ".pt": "torch",
     ".onnx": "onnxruntime",
+    ".xml": "openvino",
     ".engine": "tensorrt",
     ".plan": "tensorrt",
     ".trt": "tensorrt",
@@ -29,12 +31,19 @@ EXTENSIONS: dict[str, str] = {
 BACKENDS: dict[str, str] = {
     "torch": "runtime.backends.torch_backend:TorchBackend",
     "onnxruntime": "runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "openvino": "runtime.backends.openvino_backend:OpenVinoBackend",
     "tensorrt": "runtime.backends.tensorrt_backend:TensorRTBackend",
     "triton": "runtime.backends.triton_backend:TritonBackend",
 }
 
 #: names people type for a backend
-ALIASES: dict[str, str] = {"pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "trt": "tensorrt"}
+ALIASES: dict[str, str] = {
+    "pytorch": "torch",
+    "ort": "onnxruntime",
+    "onnx": "onnxruntime",
+    "trt": "tensorrt",
+    "ov": "openvino",
+}
 
 
 class UnknownModelType(ValueError):
@@ -98,3 +107,21 @@ def load_backend(
         raise TypeError(f"the {name} backend takes no option(s) {unexpected}; it takes {sorted(accepted)}")
     result: Backend = cls(path, device=device, **kwargs)
     return result
+
+
+def read_model_info(model_path: str | os.PathLike[str]) -> contract.ModelInfo:
+    """The contract's :class:`ModelInfo` of an exported file without opening a backend session.
+
+    ONNX files and OpenVINO IRs carry it in their metadata; ContractError for anything else.
+    """
+    suffix = Path(model_path).suffix.lower()
+    if suffix == ".xml":
+        from runtime.openvino_ir import read_ir_info
+
+        try:
+            return read_ir_info(model_path)
+        except ImportError as e:
+            raise contract.ContractError(f"{model_path}: {e}") from None
+    if suffix == ".onnx":
+        return contract.read_metadata(model_path)
+    raise contract.ContractError(f"{model_path}: not an exported model file (.onnx or OpenVINO .xml)")

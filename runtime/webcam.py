@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runtime.webcam",
         description="Detect and draw on a camera, video, or image folder with any model file.",
     )
-    p.add_argument("--model", required=True, help="model file (.pth, .onnx, .engine)")
+    p.add_argument("--model", required=True, help="model file (.pth, .onnx, .xml, .engine) or a Triton URL")
     add_backend_arguments(p)
     p.add_argument("--input", default="0", help="camera index, video file, image folder or glob (default 0)")
     p.add_argument("--output", help="annotated output: a video file (.mp4, .avi) or a folder of JPEGs")

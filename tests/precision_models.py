@@ -22,8 +22,14 @@ HEAD_NODE = "/head/Conv"
 
 
 def export_tiny_model(
-    path: Path, seed: int = 0, static_size: tuple[int, int] | None = None, batch: int | None = None
+    path: Path,
+    seed: int = 0,
+    static_size: tuple[int, int] | None = None,
+    batch: int | None = None,
+    group_norm: bool = False,
 ) -> Path:
+    """``group_norm``: GroupNorm after each 3x3 conv, as the shapes recipe's backbone and heads have
+    (it exports as Reshape -> InstanceNormalization -> Reshape -> Mul -> Add)."""
     import torch
     from torch import nn
 
@@ -34,13 +40,19 @@ def export_tiny_model(
             super().__init__()
             self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
             self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+            self.norm1 = nn.GroupNorm(4, 8) if group_norm else nn.Identity()
+            self.norm2 = nn.GroupNorm(4, 8) if group_norm else nn.Identity()
             self.head = nn.Conv2d(8, 4, 1)
+            for norm in (self.norm1, self.norm2):  # distinct affine weights: the exporter dedups equal ones
+                if isinstance(norm, nn.GroupNorm):
+                    nn.init.uniform_(norm.weight, 0.5, 1.5)
+                    nn.init.uniform_(norm.bias, -0.1, 0.1)
 
         def forward(
             self, images: torch.Tensor, image_sizes: torch.Tensor
         ) -> tuple[torch.Tensor, torch.Tensor]:
-            x = torch.relu(self.conv1(images))
-            x = torch.relu(self.conv2(x)) + x
+            x = torch.relu(self.norm1(self.conv1(images)))
+            x = torch.relu(self.norm2(self.conv2(x))) + x
             d = self.head(x)
             scale = image_sizes.to(torch.float32).repeat(1, 2)
             boxes = torch.exp(d.mean((2, 3)) * 0.1) * scale  # decoding: glue, stays FP32

@@ -15,6 +15,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
+
+from runtime import onnx_contract as contract
 from runtime.onnx_contract import ModelInfo
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
@@ -53,6 +56,11 @@ class Backend(ABC):
     def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:
         """Network outputs of every image of ``batch``, unpadded, in network-input pixels."""
 
+    def count_flops(self, batch: PreprocessedBatch) -> float | None:
+        """FLOPs of one run of the network on ``batch`` (multiply-adds counted twice), for the compute floor
+        (``runtime.compute_floor``); None where this backend cannot count them."""
+        return None
+
     def synchronize(self) -> None:
         """Wait for queued device work (CUDA); a no-op for CPU backends."""
         return None
@@ -89,7 +97,49 @@ def check_batch(batch: PreprocessedBatch, info: ModelInfo, model_path: Path) -> 
             )
 
 
+def declared_static_shape(
+    info: ModelInfo, dims: Sequence[int | None]
+) -> tuple[tuple[int, int] | None, int | None]:
+    """Fixed canvas and batch of a model: from its metadata, else from its ``images`` input's declared
+    ``dims`` ([B, 3, H, W]; None where dynamic)."""
+    static = info.static_input_size
+    if static is None and len(dims) == 4 and dims[2] is not None and dims[3] is not None:
+        static = (int(dims[2]), int(dims[3]))
+    batch = info.batch
+    if batch is None and dims and dims[0] is not None:
+        batch = int(dims[0])
+    return static, batch
+
+
+def contract_feeds(batch: PreprocessedBatch, info: ModelInfo, model_path: Path) -> dict[str, np.ndarray]:
+    """The contract's input tensors of ``batch`` for a file-based backend (ONNX Runtime, OpenVINO).
+
+    A model of fixed batch gets its batch filled with copies of the last image (the caller keeps the first
+    ``len(batch)`` results); a larger batch or another canvas than a static model's is refused.
+    """
+    check_batch(batch, info, model_path)
+    n = len(batch)
+    images, sizes = batch.images, batch.image_sizes
+    fixed = info.batch
+    if fixed is not None and n > fixed:
+        raise BackendError(f"{model_path.name} takes batches of {fixed}, got {n}")
+    if fixed is not None and n < fixed:
+        pad = fixed - n
+        images = np.concatenate([images, np.repeat(images[-1:], pad, axis=0)])
+        sizes = np.concatenate([sizes, np.repeat(sizes[-1:], pad, axis=0)])
+    return {
+        contract.INPUT_IMAGES: np.ascontiguousarray(images, np.float32),
+        contract.INPUT_IMAGE_SIZES: np.ascontiguousarray(sizes, np.int64),
+    }
+
+
 def split_batches(n: int, max_batch: int | None) -> Sequence[range]:
     """Index ranges of at most ``max_batch`` images (all at once when unbounded)."""
     step = n if not max_batch else max(1, int(max_batch))
     return [range(s, min(s + step, n)) for s in range(0, n, max(step, 1))]
+
+
+def first_line(text: str) -> str:
+    """The first non-blank line of a library's error: ONNX Runtime's and OpenVINO's carry stack dumps after it."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else text

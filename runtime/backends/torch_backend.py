@@ -92,6 +92,11 @@ class TorchBackend(Backend):
         with self._torch.inference_mode():
             return raw_forward_batch(self.model, batch, self.device)
 
+    def count_flops(self, batch: PreprocessedBatch) -> float | None:
+        from runtime.compute_floor import torch_flops
+
+        return torch_flops(lambda: self.infer(batch))
+
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):
             self._torch.cuda.synchronize(self.device)

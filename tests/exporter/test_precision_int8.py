@@ -145,3 +145,22 @@ def test_convtranspose_rewrite_for_the_cpu_is_exact(tmp_path: Path, with_logits:
     ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
     got = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_is_part_of_the_dense_region_and_quantizes(tmp_path: Path) -> None:
+    """The shapes recipe's GroupNorm (Reshape -> InstanceNormalization -> Reshape -> Mul -> Add) must not cut
+    the dense region: cut, nothing was left to quantize and ONNX Runtime's quantizer failed on the Softmax."""
+    model = export_tiny_model(tmp_path / "tiny_gn.onnx", group_norm=True)
+    regions = find_regions(onnx.load(str(model)))
+    ops = {n.name: n.op_type for n in onnx.load(str(model)).graph.node}
+    assert len(regions.compute) == 3  # every convolution, through both GroupNorms
+    assert sorted(ops[n] for n in regions.dense if ops[n] in ("InstanceNormalization", "Mul")) == [
+        "InstanceNormalization", "InstanceNormalization", "Mul", "Mul"]  # fmt: skip
+    assert not any(ops[n] in ("Exp", "Sigmoid") for n in regions.dense)  # the decoding stays glue
+    write_images(tmp_path / "images", 8)
+    out = tmp_path / "tiny_gn_int8.onnx"
+    result = quantize_int8(model, out, calibration_images(tmp_path / "images", count=8), progress=False)
+    assert result.quantized_nodes >= 3 and read_metadata(out).precision == "int8"
+    batch = preprocess([read_image(p) for p in sorted((tmp_path / "images").glob("*.png"))[:2]], PARAMS)
+    boxes, scores = run(out, batch.images, batch.image_sizes)
+    assert np.isfinite(boxes).all() and np.isfinite(scores).all()

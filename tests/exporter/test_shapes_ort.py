@@ -84,3 +84,40 @@ def test_divergence_is_reported_by_output_name(exported, shapes_checkpoint: Path
         model.roi_heads.box_predictor.cls_score.bias[1] += 0.02  # scores move by ~2e-3, boxes not at all
     with pytest.raises(VerificationError, match="scores: max difference"):
         verify_export(exported.path, model, 1, progress=False)
+
+
+def test_mask_head_runs_on_the_used_slots_only(tmp_path: Path) -> None:
+    """The ort flavor runs the mask head on max(num_detections) boxes, not on all K slots: a trained model
+    keeps a few of its K, and the head on padding was wasted work. The padding still comes out as zeros."""
+    import onnxruntime as ort
+
+    from exporter.model_loading import load_model
+    from runtime.preprocess import preprocess
+    from runtime.synthetic import images_around
+    from tests.exporter_helpers import SHAPES_OPTS, save_shapes_checkpoint
+
+    opts = [*SHAPES_OPTS[2:], "MODEL.ROI_HEADS.SCORE_THRESH", "0.3"]  # a random model keeps a few of its 30
+    ckpt = save_shapes_checkpoint(tmp_path / "few.pth", opts)
+    path = export_onnx(ckpt, tmp_path / "few.onnx", flavor="ort", progress=False).path
+    info = contract.read_metadata(path)
+    images = images_around(2, info.preprocess)
+    verified = verify_export(path, load_model(None, ckpt).model, 2, progress=False, raise_on_failure=False)
+    assert verified.failures == [] and 0 < verified.report.num_reference
+
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(tmp_path / "profile")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    batch = preprocess(images, info.preprocess)
+    num, masks = session.run(
+        ["num_detections", "masks"], {"images": batch.images, "image_sizes": batch.image_sizes}
+    )
+    events = json.loads(Path(session.end_profiling()).read_text())
+    mask_convs = [e["args"]["input_type_shape"][0]["float"] for e in events
+                  if e.get("cat") == "Node" and "/mask_head/" in e["name"] and e["args"].get("op_name") == "Conv"]  # fmt: skip
+    assert 0 < num.max() < info.detections_per_image
+    assert mask_convs and all(shape[0] == batch.images.shape[0] * num.max() for shape in mask_convs)
+    assert masks.shape[1] == info.detections_per_image
+    for b, n in enumerate(num):
+        assert not masks[b, n:].any()  # padding slots are zero

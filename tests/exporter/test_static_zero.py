@@ -52,3 +52,19 @@ def test_zero_detection_outputs_are_all_padding(exported) -> None:
     raws = backend.infer(batch)  # a batch of 1 padded to the static batch of 2
     assert len(raws) == 1 and len(raws[0]) == 0
     assert raws[0].masks is not None and raws[0].masks.shape == (0, 28, 28)
+
+
+def test_openvino_runs_the_static_batch_with_zero_detections(exported) -> None:
+    pytest.importorskip(
+        "openvino", reason="OpenVINO is not installed (pip install 'maskrcnn-deploy[openvino]')"
+    )
+    from runtime.backends.openvino_backend import OpenVinoBackend
+
+    _, result = exported
+    backend = OpenVinoBackend(result.path, threads=1)
+    assert backend.info.static_input_size == (320, 320) and backend.info.batch == 2
+    images = [np.full((200, 300, 3), 90, np.uint8)]
+    batch = preprocess(images, backend.info.preprocess, pad_to=backend.info.static_input_size)
+    raws = backend.infer(batch)  # one image filled up to the static batch of 2
+    assert len(raws) == 1 and len(raws[0]) == 0
+    assert raws[0].masks is not None and raws[0].masks.shape == (0, 28, 28)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -43,3 +44,32 @@ def test_bench_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["--model", "m.pth", "--images", str(tmp_path), "--no-progress"]) == 2
     assert "no image files" in capsys.readouterr().err
     assert main(["--model", "m.pth", "--synthetic", "1", "--iters", "0", "--no-progress"]) == 2
+
+
+def test_bench_puts_every_model_against_the_compute_floor(
+    random_shapes_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json = tmp_path / "bench.json"
+    models = ["--model", str(random_shapes_onnx)]
+    backends = ["--backend", "onnxruntime"]
+    if importlib.util.find_spec("openvino") is not None:  # the same file under OpenVINO: the same FLOPs
+        models += ["--model", str(random_shapes_onnx)]
+        backends += ["--backend", "openvino"]
+    rc = main([*models, *backends, "--synthetic", "2", "--size", "96", "--warmup", "1", "--iters", "2",
+               "--threads", "1", "--batch", "1,2", "--json", str(out_json), "--no-progress"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "compute floor: float32 matmul" in printed and "GFLOP/s" in printed
+    for column in ("GFLOP/img", "floor ms", "infer/floor", "p50/floor", "img/s b1", "img/s b2"):
+        assert column in printed
+    by_batch = json.loads(out_json.read_text())["by_batch"]
+    assert [r["settings"]["batch"] for r in by_batch] == [1, 2]
+    for report in by_batch:
+        assert report["matmul"]["gflops"] > 0
+        sums = [m["summary"] for m in report["models"]]
+        assert all(s["gflop_per_image"] > 0 and s["total_to_floor"] >= s["infer_to_floor"] > 0 for s in sums)
+        flops = [m["flops"] for m in report["models"]]
+        assert all(f == flops[0] for f in flops)  # one network, one count, whichever backend runs it
+    # two images per batch: twice the FLOPs of one (the floor follows the work)
+    one, two = by_batch[0]["models"][0]["flops"], by_batch[1]["models"][0]["flops"]
+    assert sum(two) / len(two) == pytest.approx(sum(one) / len(one) * 2, rel=0.25)

@@ -1,4 +1,4 @@
-"""`runtime` is what gets deployed: it must import (and pick backends) where torch and TensorRT don't exist."""
+"""`runtime` is what gets deployed: it must import (and pick backends) where torch, TensorRT and OpenVINO don't exist."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ BLOCKER = textwrap.dedent(
     import importlib.abc, sys
 
     class _Block(importlib.abc.MetaPathFinder):
-        BLOCKED = ("torch", "torchvision", "tensorrt")
+        BLOCKED = ("torch", "torchvision", "tensorrt", "openvino")
 
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in self.BLOCKED:
@@ -39,7 +39,9 @@ CHECK = textwrap.dedent(
     import runtime.backends.base
     import runtime.backends.onnxruntime_backend
     import runtime.bench
+    import runtime.backends.openvino_backend
     import runtime.box_ops
+    import runtime.compute_floor
     import runtime.coco_eval
     import runtime.compare
     import runtime.datasets
@@ -48,6 +50,7 @@ CHECK = textwrap.dedent(
     import runtime.image_io
     import runtime.model_file
     import runtime.onnx_contract
+    import runtime.openvino_ir
     import runtime.plugins.abi
     import runtime.plugins.cuda
     import runtime.plugins.library
@@ -73,11 +76,12 @@ CHECK = textwrap.dedent(
     # named data sets resolve without the trainer (evaluation and calibration on a deployment-only install)
     runtime.datasets.DatasetCatalog.get("coco_2017_val", sys.argv[1], generate=False)
 
-    leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorrt", "trainer"))
+    leaked = sorted(m for m in sys.modules
+                    if m.split(".")[0] in ("torch", "torchvision", "tensorrt", "openvino", "trainer"))
     assert not leaked, leaked
 
     # The heavy backends say what is missing instead of a deep ImportError.
-    for name in ("model.engine", "model.pth"):
+    for name in ("model.engine", "model.pth", "model.xml"):
         path = sys.argv[1] + "/" + name
         open(path, "wb").write(b"not a model")
         try:
@@ -91,7 +95,7 @@ CHECK = textwrap.dedent(
 )
 
 
-def test_runtime_imports_without_torch_and_tensorrt(tmp_path: Path) -> None:
+def test_runtime_imports_without_torch_tensorrt_and_openvino(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(BLOCKER)
@@ -103,6 +107,7 @@ def test_runtime_imports_without_torch_and_tensorrt(tmp_path: Path) -> None:
     assert "LIGHT-IMPORT-OK" in proc.stdout
     assert "TensorRT" in proc.stdout  # the engine's message names what to install
     assert "PyTorch" in proc.stdout  # the .pth's message too
+    assert "pip install 'maskrcnn-deploy[openvino]'" in proc.stdout  # and the IR's
 
 
 def test_runtime_imports_trainer_only_in_the_torch_backend() -> None:
