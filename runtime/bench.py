@@ -39,6 +39,8 @@ from runtime.synthetic import images_of_size
 
 log = logging.getLogger(__name__)
 
+#: distinct batches whose FLOPs are counted in one profiling session (all are held pre-processed at once)
+FLOP_CHUNK = 16
 #: the synthetic images' shape before resizing: a common camera aspect ratio (4:3)
 SYNTHETIC_HW = (480, 640)
 
@@ -239,20 +241,23 @@ def _count_flops(
     """
     ok = [(r, pred) for r, pred in live if r.error is None]
     used = sorted({it % len(batches) for it in range(settings.warmup, settings.warmup + settings.iters)})
-    with tqdm(total=len(ok) * len(used), desc="counting FLOPs", unit="batch", disable=not progress) as bar:
+    with tqdm(total=len(ok), desc="counting FLOPs", unit="model", disable=not progress) as bar:
         for r, pred in ok:
-            per_batch: dict[int, float] = {}
-            for b in used:
-                try:
-                    count = pred.backend.count_flops(pred.preprocess(batches[b]))
-                except Exception as e:  # a counter failing must not take the timings down
-                    log.warning("%s: FLOPs not counted: %s: %s", r.path, type(e).__name__, e)
-                    count = None
-                bar.update(1)
-                if count is None:
-                    break
-                per_batch[b] = count
-            if len(per_batch) == len(used):
+            try:  # in chunks: every pre-processed batch of a chunk is held at once
+                counts: list[float] | None = []
+                for start in range(0, len(used), FLOP_CHUNK):
+                    chunk = [pred.preprocess(batches[b]) for b in used[start : start + FLOP_CHUNK]]
+                    part = pred.backend.count_flops(chunk)
+                    if part is None:
+                        counts = None
+                        break
+                    counts += part  # type: ignore[operator]
+            except Exception as e:  # a counter failing must not take the timings down
+                log.warning("%s: FLOPs not counted: %s: %s", r.path, type(e).__name__, e)
+                counts = None
+            bar.update(1)
+            if counts is not None and len(counts) == len(used):
+                per_batch = dict(zip(used, counts))
                 timed = range(settings.warmup, settings.warmup + settings.iters)
                 r.flops, r.flops_from = [per_batch[it % len(batches)] for it in timed], r.path
     for r, pred in ok:

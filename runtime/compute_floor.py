@@ -145,9 +145,12 @@ def _torch_matmul(a: np.ndarray, b: np.ndarray, threads: int | None) -> Any:
 
 
 def onnx_flops(
-    model_path: str | os.PathLike[str], feeds: Mapping[str, np.ndarray], threads: int | None = None
-) -> float:
-    """FLOPs of one run of an exported model on ``feeds``, from the shapes ONNX Runtime's profiler recorded.
+    model_path: str | os.PathLike[str],
+    feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    threads: int | None = None,
+) -> Any:
+    """FLOPs of one run of an exported model on ``feeds`` (or a list: one count per feed, one session), from
+    the shapes ONNX Runtime's profiler recorded.
 
     Optimizations are off, so the profile lists the graph's own nodes (no fused or re-laid-out kernels with
     other weight shapes). A ``trt``-flavor graph runs with the plugin ops' CPU reference, whose ROIAlign and
@@ -158,6 +161,8 @@ def onnx_flops(
 
     from runtime.backends.onnxruntime_backend import open_session
 
+    many = not isinstance(feeds, Mapping)
+    runs = list(feeds) if many else [feeds]  # type: ignore[list-item]
     weights = initializer_shapes(model_path)
     with tempfile.TemporaryDirectory(prefix="mrd-flops-") as tmp:
         so = ort.SessionOptions()
@@ -168,15 +173,22 @@ def onnx_flops(
         if threads is not None:
             so.intra_op_num_threads = int(threads)
         session, _ = open_session(Path(model_path), so, ["CPUExecutionProvider"])
-        session.run(None, dict(feeds))
+        for run in runs:
+            session.run(None, dict(run))
         events = json.loads(Path(session.end_profiling()).read_text())
+    counts: list[float] = []
     total = 0.0
-    for event in events:
+    for event in events:  # each run's node events come before its "model_run" event
         if _is_node_run(event):
             args = event["args"]
             num_inputs, initializers = weights.get(int(args.get("node_index", -1)), (0, {}))
             total += node_flops(args, initializers, num_inputs)
-    return total
+        elif event.get("cat") == "Session" and event.get("name") == "model_run":
+            counts.append(total)
+            total = 0.0
+    if len(counts) != len(runs):
+        raise RuntimeError(f"ONNX Runtime's profile holds {len(counts)} runs for {len(runs)} feeds")
+    return counts if many else counts[0]
 
 
 def initializer_shapes(model_path: str | os.PathLike[str]) -> dict[int, tuple[int, dict[int, list[int]]]]:

@@ -56,9 +56,9 @@ class Backend(ABC):
     def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:
         """Network outputs of every image of ``batch``, unpadded, in network-input pixels."""
 
-    def count_flops(self, batch: PreprocessedBatch) -> float | None:
-        """FLOPs of one run of the network on ``batch`` (multiply-adds counted twice), for the compute floor
-        (``runtime.compute_floor``); None where this backend cannot count them."""
+    def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
+        """FLOPs of one run of the network on each of ``batches`` (multiply-adds counted twice), for the
+        compute floor (``runtime.compute_floor``); None where this backend cannot count them."""
         return None
 
     def synchronize(self) -> None:

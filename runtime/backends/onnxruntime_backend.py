@@ -200,10 +200,11 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError("profiling is off: open the model with profile_prefix=...")
         return str(self.session.end_profiling())
 
-    def count_flops(self, batch: PreprocessedBatch) -> float | None:
+    def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         from runtime.compute_floor import onnx_flops
 
-        return onnx_flops(self.model_path, contract_feeds(batch, self._info, self.model_path), self.threads)
+        feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
+        return list(onnx_flops(self.model_path, feeds, self.threads))
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

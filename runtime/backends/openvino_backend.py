@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -156,7 +157,7 @@ class OpenVinoBackend(Backend):
         outputs = {name: np.array(self._request.get_tensor(port).data) for name, port in self._ports.items()}
         return contract.outputs_to_raw(outputs)[:n]
 
-    def count_flops(self, batch: PreprocessedBatch) -> float | None:
+    def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         """The ONNX graph's FLOPs (``runtime.compute_floor``): the file itself, or for an IR the ONNX it was
         converted from, which ``exporter --to openvino`` leaves beside it (None when it is gone)."""
         from runtime.compute_floor import onnx_flops
@@ -167,7 +168,8 @@ class OpenVinoBackend(Backend):
         elif not source.is_file():
             log.info("%s: no %s beside it to count FLOPs on", self.model_path.name, source.name)
             return None
-        return onnx_flops(source, contract_feeds(batch, self._info, self.model_path), self.threads)
+        feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
+        return list(onnx_flops(source, feeds, self.threads))
 
     def close(self) -> None:
         self._request = None

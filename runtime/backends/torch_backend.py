@@ -92,10 +92,10 @@ class TorchBackend(Backend):
         with self._torch.inference_mode():
             return raw_forward_batch(self.model, batch, self.device)
 
-    def count_flops(self, batch: PreprocessedBatch) -> float | None:
+    def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         from runtime.compute_floor import torch_flops
 
-        return torch_flops(lambda: self.infer(batch))
+        return [torch_flops(lambda b=b: self.infer(b)) for b in batches]
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):

@@ -47,6 +47,9 @@ def test_onnx_flops_count_what_the_graph_executed(tmp_path: Path) -> None:
     assert got == conv + deconv + matmul
     # another input size, another count: the floor follows the images
     assert onnx_flops(model, {"x": np.zeros((1, 3, 2 * h, w), np.float32)}, threads=1) == 2 * got
+    # several feeds through one profiling session: one count each, in order
+    feeds = [{"x": np.zeros((1, 3, n * h, w), np.float32)} for n in (2, 1, 3)]
+    assert onnx_flops(model, feeds, threads=1) == [2 * got, got, 3 * got]
 
 
 def test_node_flops_of_gemm_and_of_nodes_without_products() -> None:
