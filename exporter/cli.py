@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m exporter",
         description="Export a Mask/Faster R-CNN checkpoint (ours or a torchvision state dict) to a verified ONNX "
-        "model (FP32, mixed FP16 or INT8 Q/DQ), a TensorRT engine, or a Triton model repository.",
+        "model (FP32, mixed FP16 or INT8 Q/DQ), a TensorRT engine, an OpenVINO IR, or a Triton model repository.",
         epilog="Trailing KEY VALUE pairs override config keys, e.g. TEST.DETECTIONS_PER_IMG 50.",
     )
     p.add_argument(
