@@ -26,7 +26,8 @@ KEYPOINT_OPTS = ["MODEL.MASK_ON", "False", "MODEL.KEYPOINT_ON", "True", "MODEL.R
 GOLDEN_ARCHITECTURE = ["MODEL.BACKBONE.NORM", "BN", "MODEL.BACKBONE.BASE_WIDTH", "64", "MODEL.BACKBONE.OUT_CHANNELS",
                        "128", "MODEL.BACKBONE.HEAD_NORM", "", "MODEL.ROI_MASK_HEAD.CONV_LAYERS", "(128, 128)",
                        "MODEL.ROI_BOX_HEAD.MLP_HEAD_DIM", "256", "SOLVER.BASE_LR", "0.0006", "SOLVER.MAX_ITER", "1300",
-                       "SOLVER.WARMUP_ITERS", "100", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.CHECKPOINT_PERIOD", "200"]  # fmt: skip
+                       "SOLVER.WARMUP_ITERS", "100", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.CHECKPOINT_PERIOD", "200",
+                       "SOLVER.AMP", "True"]  # fmt: skip
 #: names stored with the random weights (the export golden records them; not the generator's classes)
 SHAPES_CLASSES = ["__background__", "square", "circle", "triangle", "star", "ring"]
 
