@@ -33,7 +33,10 @@ exports() {
   # images; none of 3041 on the 200 val images, boxes within 0.001 px)
   local verify=$OUT/verify_images
   mkdir -p "$verify"
-  find datasets/shapes/val -maxdepth 1 -type f | sort | head -n 12 | xargs cp -t "$verify"
+  # (no `| head` pipe: under pipefail, sort killed by SIGPIPE when head closes early aborted the demo, exit 141)
+  local files
+  mapfile -t files < <(find datasets/shapes/val -maxdepth 1 -type f | sort)
+  cp -t "$verify" "${files[@]:0:12}"
   for flavor in ort trt; do
     $PY -m exporter --to onnx --simplify --flavor "$flavor" --verify-images "$verify" \
       --weights "$WEIGHTS" --output "$OUT/model_$flavor.onnx"
