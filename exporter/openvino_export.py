@@ -17,7 +17,6 @@ The contract's metadata (classes, pre-processing, precision, config) is copied i
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +92,3 @@ def convert_to_ir(
         os.replace(tmp_xml, dst)
     size = (dst.stat().st_size + bin_path(dst).stat().st_size) / 2**20
     return OpenVinoIR(dst, precision, src, size)
-
-
-def copy_beside(src: Path, dst: Path) -> Path:
-    """``src`` copied to ``dst`` unless it is that file already."""
-    if src.resolve() != dst.resolve():
-        shutil.copyfile(src, dst)
-    return dst

@@ -261,19 +261,19 @@ def export_openvino(
     check_ir_output(dst)
     progress = options.progress if options is not None else progress
     built_from, reused = dst.with_suffix(".onnx"), False
-    if options is not None:
-        precision = precision or "fp32"
-        source_precision = "int8" if precision == "int8" else "fp32"
-        export_precision(replace(options, verify=None), built_from, source_precision, "ort", calib)
-    else:
-        assert onnx_model is not None
-        src = Path(onnx_model)
+    src = None if onnx_model is None else Path(onnx_model)
+    if src is not None:
         have = given_onnx_info(src, "ort", "OpenVINO runs the ort flavor")
         if have.precision == "fp16":
             raise ExportError(f"--onnx {src} is the mixed-precision FP16 ONNX; give the FP32 one (--fp16 makes "
                               f"an IR with FP16 weights from it)")  # fmt: skip
         precision = precision or have.precision
-        source_precision = "int8" if precision == "int8" else "fp32"
+    precision = precision or "fp32"
+    source_precision = "int8" if precision == "int8" else "fp32"  # fp16 compresses the FP32 network's weights
+    if options is not None:
+        export_precision(replace(options, verify=None), built_from, source_precision, "ort", calib)
+    else:
+        assert src is not None
         built_from, reused = _onnx_of_precision(src, built_from, source_precision, calib, progress)
     ir = convert_to_ir(built_from, dst, precision)
     _say(progress, ir.summary())

@@ -26,7 +26,7 @@ The two detection ops come from ``exporter.standard_ops`` (``ort`` flavor) or ``
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -267,29 +267,45 @@ class ExportableDetector(nn.Module):
         valid = dets.classes >= 0
         return torch.where(valid[(..., *[None] * (values.dim() - 2))], values, torch.zeros_like(values))
 
+    def _per_detection(
+        self,
+        features: dict[str, Tensor],
+        dets: NmsResult,
+        names: list[str],
+        attrs: Any,
+        head: Callable[[Tensor, NmsResult], Tensor],
+    ) -> Tensor:
+        """``head(pooled, used)`` ([B, k_used, ...]) on the ROI features of the used slots -> [B, K, ...],
+        every slot that holds no detection 0 (cut slots zero-filled, padding slots zeroed)."""
+        k = dets.boxes.shape[1]
+        used = self._used_slots(dets)
+        values = head(self._pool_kept(features, used, names, attrs), used)
+        return self._zero_padding(dets, self._pad_slots(values, k) if used is not dets else values)
+
     def masks(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
         """Mask head on the kept boxes; probabilities of each detection's own class -> [B, K, M, M]."""
         heads = self.model.roi_heads
-        k = dets.boxes.shape[1]
-        used = self._used_slots(dets)
-        batch, k_used = used.boxes.shape[0], used.boxes.shape[1]
-        pooled = self._pool_kept(features, used, self.mask_names, self.mask_attrs)
-        logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*k_used, C, M, M]
-        m = logits.shape[-1]
-        label = used.classes.to(torch.int64).clamp(min=0).reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
-        probs = torch.sigmoid(logits.gather(1, label)).reshape(batch, k_used, m, m)
-        return self._zero_padding(dets, self._pad_slots(probs, k) if used is not dets else probs)
+
+        def own_class_probabilities(pooled: Tensor, used: NmsResult) -> Tensor:
+            logits = heads.mask_predictor(heads.mask_head(pooled))  # [B*k_used, C, M, M]
+            m = logits.shape[-1]
+            label = used.classes.to(torch.int64).clamp(min=0).reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
+            batch, k_used = used.boxes.shape[0], used.boxes.shape[1]
+            return torch.sigmoid(logits.gather(1, label)).reshape(batch, k_used, m, m)
+
+        return self._per_detection(features, dets, self.mask_names, self.mask_attrs, own_class_probabilities)
 
     def keypoint_heatmaps(self, features: dict[str, Tensor], dets: NmsResult) -> Tensor:
         """Keypoint head on the kept boxes -> logits [B, K, NK, S, S], 0 in padding (decoded on the host)."""
         heads = self.model.roi_heads
-        k = dets.boxes.shape[1]
-        used = self._used_slots(dets)
-        batch, k_used = used.boxes.shape[0], used.boxes.shape[1]
-        pooled = self._pool_kept(features, used, self.keypoint_feature_names, self.keypoint_attrs)
-        logits = heads.keypoint_predictor(heads.keypoint_head(pooled))  # [B*k_used, NK, S, S]
-        logits = logits.reshape(batch, k_used, *logits.shape[1:])
-        return self._zero_padding(dets, self._pad_slots(logits, k) if used is not dets else logits)
+
+        def heatmap_logits(pooled: Tensor, used: NmsResult) -> Tensor:
+            logits = heads.keypoint_predictor(heads.keypoint_head(pooled))  # [B*k_used, NK, S, S]
+            return logits.reshape(used.boxes.shape[0], used.boxes.shape[1], *logits.shape[1:])
+
+        return self._per_detection(
+            features, dets, self.keypoint_feature_names, self.keypoint_attrs, heatmap_logits
+        )
 
 
 def clip_to_images(boxes: Tensor, image_sizes: Tensor) -> Tensor:

@@ -34,6 +34,7 @@ from runtime.compare import format_text_table
 from runtime.compute_floor import MatmulRate, measure_matmul_rate
 from runtime.image_io import iter_images
 from runtime.model_file import UnknownModelType
+from runtime.openvino_ir import IR_EXTENSIONS, bin_path
 from runtime.predictor import Predictor
 from runtime.synthetic import images_of_size
 
@@ -240,31 +241,37 @@ def _count_flops(
     network in the run (same config, canvas and batch: the same graph in another format or precision).
     """
     ok = [(r, pred) for r, pred in live if r.error is None]
-    used = sorted({it % len(batches) for it in range(settings.warmup, settings.warmup + settings.iters)})
+    timed = range(settings.warmup, settings.warmup + settings.iters)
+    used = sorted({it % len(batches) for it in timed})
     with tqdm(total=len(ok), desc="counting FLOPs", unit="model", disable=not progress) as bar:
         for r, pred in ok:
-            try:  # in chunks: every pre-processed batch of a chunk is held at once
-                counts: list[float] | None = []
-                for start in range(0, len(used), FLOP_CHUNK):
-                    chunk = [pred.preprocess(batches[b]) for b in used[start : start + FLOP_CHUNK]]
-                    part = pred.backend.count_flops(chunk)
-                    if part is None:
-                        counts = None
-                        break
-                    counts += part  # type: ignore[operator]
-            except Exception as e:  # a counter failing must not take the timings down
-                log.warning("%s: FLOPs not counted: %s: %s", r.path, type(e).__name__, e)
-                counts = None
+            counts = _flops_of(r, pred, [batches[b] for b in used])
             bar.update(1)
-            if counts is not None and len(counts) == len(used):
+            if counts is not None:
                 per_batch = dict(zip(used, counts))
-                timed = range(settings.warmup, settings.warmup + settings.iters)
                 r.flops, r.flops_from = [per_batch[it % len(batches)] for it in timed], r.path
     for r, pred in ok:
         if not r.flops:
             same = next((o for o, p in ok if o.flops and _network(p) == _network(pred)), None)
             if same is not None:
                 r.flops, r.flops_from = list(same.flops), same.flops_from
+
+
+def _flops_of(r: ModelResult, pred: Predictor, batches: Sequence[list[np.ndarray]]) -> list[float] | None:
+    """FLOPs of each of ``batches`` under ``pred``, counted in chunks (a chunk's batches are held
+    pre-processed at once); None where its backend cannot count, or its counter failed (logged: a
+    counter failing must not take the timings down)."""
+    counts: list[float] = []
+    try:
+        for start in range(0, len(batches), FLOP_CHUNK):
+            part = pred.backend.count_flops([pred.preprocess(b) for b in batches[start : start + FLOP_CHUNK]])
+            if part is None:
+                return None
+            counts += part
+    except Exception as e:
+        log.warning("%s: FLOPs not counted: %s: %s", r.path, type(e).__name__, e)
+        return None
+    return counts
 
 
 def _network(pred: Predictor) -> tuple[Any, ...]:
@@ -452,9 +459,8 @@ def _file_mb(path: Path) -> float:
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
     size = path.stat().st_size
-    weights = path.with_suffix(".bin")
-    if path.suffix.lower() == ".xml" and weights.is_file():
-        size += weights.stat().st_size
+    if path.suffix.lower() in IR_EXTENSIONS and bin_path(path).is_file():
+        size += bin_path(path).stat().st_size
     return size / 2**20
 
 

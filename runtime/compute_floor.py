@@ -3,8 +3,9 @@
 A latency alone says nothing about how much is left to gain; the ratio to a floor does. The floor of one
 batch is the FLOPs its network actually executed (convolutions, matrix products; multiply-adds counted
 twice, data-dependent heads counted for the detections this batch really had) divided by the best
-float32 matrix-product rate measured on this machine, with the same threads, in the same run. No backend
-can beat it in float32; INT8 can (its integer products are faster), which a ratio below 1 then shows.
+float32 matrix-product rate measured on this machine, with the same threads, in the same run. It is a
+measured rate, not the silicon's peak: INT8 (faster integer products) and convolution kernels that beat the
+library products show as a ratio below 1.
 
 FLOPs come from the model's own graph: an ONNX file is run once under ONNX Runtime without graph
 optimizations and with its profiler on, whose per-node input and output shapes give each Conv, ConvTranspose,
@@ -141,16 +142,14 @@ def _torch_matmul(a: np.ndarray, b: np.ndarray, threads: int | None) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# FLOPs of an ONNX graph, from ONNX Runtime's profile of one run
+# FLOPs of an ONNX graph, from ONNX Runtime's profile of its runs
 
 
 def onnx_flops(
-    model_path: str | os.PathLike[str],
-    feeds: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
-    threads: int | None = None,
-) -> Any:
-    """FLOPs of one run of an exported model on ``feeds`` (or a list: one count per feed, one session), from
-    the shapes ONNX Runtime's profiler recorded.
+    model_path: str | os.PathLike[str], feeds: Sequence[Mapping[str, np.ndarray]], threads: int | None = None
+) -> list[float]:
+    """FLOPs of one run of an exported model on each of ``feeds`` (one profiling session for all), from the
+    shapes ONNX Runtime's profiler recorded.
 
     Optimizations are off, so the profile lists the graph's own nodes (no fused or re-laid-out kernels with
     other weight shapes). A ``trt``-flavor graph runs with the plugin ops' CPU reference, whose ROIAlign and
@@ -161,8 +160,7 @@ def onnx_flops(
 
     from runtime.backends.onnxruntime_backend import open_session
 
-    many = not isinstance(feeds, Mapping)
-    runs = list(feeds) if many else [feeds]  # type: ignore[list-item]
+    runs = list(feeds)
     weights = initializer_shapes(model_path)
     with tempfile.TemporaryDirectory(prefix="mrd-flops-") as tmp:
         so = ort.SessionOptions()
@@ -188,7 +186,7 @@ def onnx_flops(
             total = 0.0
     if len(counts) != len(runs):
         raise RuntimeError(f"ONNX Runtime's profile holds {len(counts)} runs for {len(runs)} feeds")
-    return counts if many else counts[0]
+    return counts
 
 
 def initializer_shapes(model_path: str | os.PathLike[str]) -> dict[int, tuple[int, dict[int, list[int]]]]:

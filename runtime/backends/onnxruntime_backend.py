@@ -121,7 +121,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
-    OPTIONS = ("threads", "graph_optimization", "providers", "reference_ops", "profile_prefix")
+    OPTIONS = ("threads", "graph_optimization", "providers", "reference_ops")
 
     def __init__(
         self,
@@ -131,10 +131,8 @@ class OnnxRuntimeBackend(Backend):
         graph_optimization: str = "all",
         providers: Sequence[str] | None = None,
         reference_ops: bool | None = None,
-        profile_prefix: str | None = None,
     ) -> None:
         super().__init__(model_path, device)
-        self.profile_prefix = profile_prefix
         if not self.model_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.model_path}")
         if graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
@@ -172,9 +170,6 @@ class OnnxRuntimeBackend(Backend):
         # post-processing (mask pasting) and the next pre-processing need: measured on R-50-FPN, 2 threads,
         # 100 detections, that spinning made the pasting 2.6x slower (244 ms against 93 ms).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.profile_prefix:
-            so.enable_profiling = True
-            so.profile_file_prefix = str(self.profile_prefix)
         return so
 
     def _create_session(self, reference_ops: bool | None) -> tuple[ort.InferenceSession, bool]:
@@ -194,17 +189,11 @@ class OnnxRuntimeBackend(Backend):
         outputs = self.session.run(self._output_names, feeds)
         return contract.outputs_to_raw(dict(zip(self._output_names, outputs)))[:n]
 
-    def end_profiling(self) -> str:
-        """Stop the profiler (``profile_prefix``) and return the JSON file it wrote."""
-        if not self.profile_prefix:
-            raise BackendError("profiling is off: open the model with profile_prefix=...")
-        return str(self.session.end_profiling())
-
     def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         from runtime.compute_floor import onnx_flops
 
         feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
-        return list(onnx_flops(self.model_path, feeds, self.threads))
+        return onnx_flops(self.model_path, feeds, self.threads)
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

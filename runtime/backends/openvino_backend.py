@@ -169,7 +169,7 @@ class OpenVinoBackend(Backend):
             log.info("%s: no %s beside it to count FLOPs on", self.model_path.name, source.name)
             return None
         feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
-        return list(onnx_flops(source, feeds, self.threads))
+        return onnx_flops(source, feeds, self.threads)
 
     def close(self) -> None:
         self._request = None

@@ -43,10 +43,10 @@ def test_onnx_flops_count_what_the_graph_executed(tmp_path: Path) -> None:
     conv = 2 * (8 * h * w) * (3 * 3 * 3)
     deconv = 2 * (8 * h * w) * (4 * 2 * 2)  # every input pixel scatters into 4 channels x 2x2
     matmul = 2 * (4 * 2 * h * 2 * w // 64) * 64 * 5  # the [*, 64] x [64, 5] product
-    got = onnx_flops(model, {"x": np.zeros((1, 3, h, w), np.float32)}, threads=1)
+    (got,) = onnx_flops(model, [{"x": np.zeros((1, 3, h, w), np.float32)}], threads=1)
     assert got == conv + deconv + matmul
     # another input size, another count: the floor follows the images
-    assert onnx_flops(model, {"x": np.zeros((1, 3, 2 * h, w), np.float32)}, threads=1) == 2 * got
+    assert onnx_flops(model, [{"x": np.zeros((1, 3, 2 * h, w), np.float32)}], threads=1) == [2 * got]
     # several feeds through one profiling session: one count each, in order
     feeds = [{"x": np.zeros((1, 3, n * h, w), np.float32)} for n in (2, 1, 3)]
     assert onnx_flops(model, feeds, threads=1) == [2 * got, got, 3 * got]
