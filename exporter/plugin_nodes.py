@@ -56,6 +56,8 @@ class _MultiLevelRoiAlign(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, attrs, rois, *features):  # type: ignore[no-untyped-def]
+        # every spec field, legacy_plus_one too (also when 0): surgery.check_plugin_nodes wants exactly the spec's
+        # attributes, and the readers (CPU reference, TensorRT plugin) default an absent one to the spec default
         out = g.op(f"{DOMAIN}::{ROI_ALIGN_OP}", rois, *features, **_onnx_attributes(attrs.as_dict()))
         out.setType(features[0].type().with_sizes([None, None, attrs.output_height, attrs.output_width]))
         return out

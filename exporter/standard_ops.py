@@ -65,10 +65,19 @@ class _NonMaxSuppression(torch.autograd.Function):
 
 
 def roi_levels(rois: Tensor, attrs: MultiLevelRoiAlignAttrs) -> Tensor:
-    """FPN level index of each [R, 4] roi: torchvision's ``LevelMapper`` (the plugin spec's formula)."""
+    """FPN level index of each [R, 4] roi: torchvision's ``LevelMapper`` (the plugin spec's formula).
+
+    With ``attrs.legacy_plus_one`` the area is (x2 - x1 + 1) * (y2 - y1 + 1) (maskrcnn-benchmark). The +1 is
+    decided in Python at trace time, so the default traces to exactly the graph it always did.
+    """
     k_min = round(-math.log2(attrs.spatial_scales[0]))
     k_max = round(-math.log2(attrs.spatial_scales[-1]))
-    area = (rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1])
+    widths = rois[:, 2] - rois[:, 0]
+    heights = rois[:, 3] - rois[:, 1]
+    if attrs.legacy_plus_one:
+        widths = widths + 1
+        heights = heights + 1
+    area = widths * heights
     target = torch.floor(
         attrs.canonical_level + torch.log2(torch.sqrt(area) / attrs.canonical_box_size) + 1e-6
     )

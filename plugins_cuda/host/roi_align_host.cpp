@@ -67,7 +67,7 @@ extern "C" MRD_API int mrd_multilevel_roi_align_f32(MrdRoiAlignParams const* p, 
         float const* box = rois + roi * 4;
         float* out_roi = output + roi * channels * bins;
         int const level = mrd::roi_level(box[0], box[1], box[2], box[3], static_cast<float>(p->canonical_box_size),
-            static_cast<float>(p->canonical_level), kmin, kmax);
+            static_cast<float>(p->canonical_level), kmin, kmax, p->legacy_plus_one);
         if (level < 0)
         {
             std::fill(out_roi, out_roi + channels * bins, 0.0f);

@@ -37,6 +37,7 @@ struct Config
     float canonical_level;
     int32_t k_min;
     int32_t k_max;
+    int32_t legacy_plus_one;
 };
 
 // Index: int32_t when every tensor has fewer than 2^31 elements (the usual case; 32-bit division and remainder
@@ -64,8 +65,8 @@ __global__ void multilevel_roi_align_kernel(float const* __restrict__ rois, Leve
         float const y1 = rois[roi * 4 + 1];
         float const x2 = rois[roi * 4 + 2];
         float const y2 = rois[roi * 4 + 3];
-        int const level
-            = mrd::roi_level(x1, y1, x2, y2, cfg.canonical_box_size, cfg.canonical_level, cfg.k_min, cfg.k_max);
+        int const level = mrd::roi_level(x1, y1, x2, y2, cfg.canonical_box_size, cfg.canonical_level, cfg.k_min,
+            cfg.k_max, cfg.legacy_plus_one);
         float value = 0.0f;
         if (level >= 0)
         {
@@ -94,7 +95,7 @@ int launch(MrdRoiAlignParams const& p, float const* rois, int32_t batch, int32_t
     }
     Config const cfg{num_rois, channels, p.output_height, p.output_width, p.sampling_ratio, p.aligned,
         static_cast<float>(p.canonical_box_size), static_cast<float>(p.canonical_level), mrd::k_min(p),
-        mrd::k_max(p)};
+        mrd::k_max(p), p.legacy_plus_one};
     int64_t const total
         = static_cast<int64_t>(batch) * num_rois * channels * p.output_height * p.output_width;
     if (total == 0)

@@ -778,8 +778,8 @@ void test_roi_align(IPluginCreatorV3One& creator, CaptureLogger& log)
     CHECK(std::string(creator.getPluginVersion()) == mrd::kPluginVersion);
     CHECK(std::string(creator.getPluginNamespace()) == mrd::kPluginNamespace);
     PluginFieldCollection const* declared = creator.getFieldNames();
-    CHECK(declared != nullptr && declared->nbFields == 7);
-    for (int32_t i = 0; declared != nullptr && i < declared->nbFields && i < 7; ++i)
+    CHECK(declared != nullptr && declared->nbFields == 8);
+    for (int32_t i = 0; declared != nullptr && i < declared->nbFields && i < 8; ++i)
     {
         CHECK(std::string(declared->fields[i].name) == mrd::kRoiAlignFieldNames[i]);
     }
@@ -787,7 +787,7 @@ void test_roi_align(IPluginCreatorV3One& creator, CaptureLogger& log)
     OnnxFields const fields(creator,
         {{"output_height", {14}, {}}, {"output_width", {14}, {}}, {"sampling_ratio", {0}, {}}, {"aligned", {1}, {}},
             {"spatial_scales", {}, {0.25F, 0.125F, 0.0625F, 0.03125F}}, {"canonical_box_size", {224}, {}},
-            {"canonical_level", {4}, {}}});
+            {"canonical_level", {4}, {}}, {"legacy_plus_one", {1}, {}}});
     IPluginV3* plugin = creator.createPlugin("pool", fields.get(), TensorRTPhase::kBUILD);
     CHECK(plugin != nullptr);
     if (plugin == nullptr)
@@ -909,6 +909,7 @@ void test_roi_align(IPluginCreatorV3One& creator, CaptureLogger& log)
     SavedFields const saved(c.runtime->getFieldsToSerialize());
     CHECK(saved.value("output_height") == 14 && saved.value("sampling_ratio") == 0 && saved.value("aligned") == 1);
     CHECK(saved.length("spatial_scales") == 4 && saved.value("spatial_scales") == 0.25);
+    CHECK(saved.value("legacy_plus_one") == 1);
     IPluginV3* restored = creator.createPlugin("pool", saved.get(), TensorRTPhase::kRUNTIME);
     CHECK(restored != nullptr);
     if (restored != nullptr)
@@ -959,12 +960,17 @@ void test_roi_align(IPluginCreatorV3One& creator, CaptureLogger& log)
         SavedFields const d(caps(defaults).runtime->getFieldsToSerialize());
         CHECK(d.value("output_height") == 7 && d.value("sampling_ratio") == 2 && d.value("canonical_box_size") == 224);
         CHECK(d.length("spatial_scales") == 2);
+        CHECK(d.value("legacy_plus_one") == 0);
         delete defaults;
     }
     mark = log.mark();
     OnnxFields const odd(creator, {{"spatial_scales", {}, {0.3F, 0.15F}}});
     CHECK(creator.createPlugin("pool", odd.get(), TensorRTPhase::kBUILD) == nullptr);
     CHECK(log.said("powers of two", mark));
+    mark = log.mark();
+    OnnxFields const bad_legacy(creator, {{"legacy_plus_one", {2}, {}}});
+    CHECK(creator.createPlugin("pool", bad_legacy.get(), TensorRTPhase::kBUILD) == nullptr);
+    CHECK(log.said("legacy_plus_one must be 0 or 1", mark));
     int32_t const word = 1;
     PluginField const unknown("sampling", &word, PluginFieldType::kINT32, 1);
     PluginFieldCollection const unknown_fc{1, &unknown};

@@ -122,6 +122,7 @@ MrdRoiAlignParams default_roi_align_params()
     p.aligned = 0;
     p.canonical_box_size = 224;
     p.canonical_level = 4;
+    p.legacy_plus_one = 0;
     p.num_levels = 4;
     float const scales[] = {0.25f, 0.125f, 0.0625f, 0.03125f};
     std::memcpy(p.spatial_scales, scales, sizeof(scales));
@@ -188,6 +189,7 @@ std::string parse_roi_align_fields(PluginFieldCollection const* fc, MrdRoiAlignP
             : name == "aligned"                   ? &p.aligned
             : name == "canonical_box_size"        ? &p.canonical_box_size
             : name == "canonical_level"           ? &p.canonical_level
+            : name == "legacy_plus_one"           ? &p.legacy_plus_one
                                                   : nullptr;
         if (target == nullptr)
         {
@@ -270,6 +272,7 @@ std::vector<PluginField> roi_align_fields_of(MrdRoiAlignParams const& p)
         PluginField(kRoiAlignFieldNames[4], p.spatial_scales, PluginFieldType::kFLOAT32, p.num_levels),
         PluginField(kRoiAlignFieldNames[5], &p.canonical_box_size, PluginFieldType::kINT32, 1),
         PluginField(kRoiAlignFieldNames[6], &p.canonical_level, PluginFieldType::kINT32, 1),
+        PluginField(kRoiAlignFieldNames[7], &p.legacy_plus_one, PluginFieldType::kINT32, 1),
     };
 }
 

@@ -33,6 +33,7 @@ class RoiAlignParams(ctypes.Structure):
         ("canonical_level", ctypes.c_int32),
         ("num_levels", ctypes.c_int32),
         ("spatial_scales", ctypes.c_float * MAX_LEVELS),
+        ("legacy_plus_one", ctypes.c_int32),
     ]
 
 
@@ -62,6 +63,7 @@ def roi_align_params(attrs: MultiLevelRoiAlignAttrs) -> RoiAlignParams:
         canonical_box_size=int(attrs.canonical_box_size),
         canonical_level=int(attrs.canonical_level),
         num_levels=len(scales),
+        legacy_plus_one=int(attrs.legacy_plus_one),
     )
     for i, s in enumerate(scales):
         p.spatial_scales[i] = s

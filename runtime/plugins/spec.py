@@ -12,8 +12,11 @@ Semantics (both ops are exactly torchvision's, so an exported graph matches the 
            feature_0 .. feature_{L-1} [B, C, H_l, W_l] float32 or float16 (finest level first)
   output:  pooled [B*R, C, output_height, output_width], dtype of the features; row b*R + r is roi r of image b
   level of a roi: k = floor(canonical_level + log2(sqrt(area) / canonical_box_size) + 1e-6),
-           area = (x2 - x1) * (y2 - y1), clamped to [k_min, k_max] where k_min = -log2(spatial_scales[0])
-           and k_max = -log2(spatial_scales[-1]) (rounded), then level index = k - k_min
+           area = (x2 - x1 + o) * (y2 - y1 + o) with o = 1 when ``legacy_plus_one`` else 0, clamped to
+           [k_min, k_max] where k_min = -log2(spatial_scales[0]) and k_max = -log2(spatial_scales[-1])
+           (rounded), then level index = k - k_min. ``legacy_plus_one`` = 1 is the level assignment of
+           maskrcnn-benchmark (Detectron1) checkpoints, whose box areas use the "+1" convention; 0 (the
+           default) is torchvision's. It changes only the level a roi is pooled from, never the pooling.
   pooling: torchvision ``roi_align`` (bilinear, ``sampling_ratio`` samples per bin, <= 0 means adaptive
            ceil(roi_size / output_size); ``aligned`` shifts by -0.5 px) with that level's spatial scale.
 
@@ -57,6 +60,9 @@ class MultiLevelRoiAlignAttrs:
     spatial_scales: tuple[float, ...] = (0.25, 0.125, 0.0625, 0.03125)
     canonical_box_size: int = 224
     canonical_level: int = 4
+    #: 1: FPN level from area (x2 - x1 + 1) * (y2 - y1 + 1) (maskrcnn-benchmark); 0: (x2 - x1) * (y2 - y1).
+    #: Last, so the fields before it keep their order (and positional construction its meaning).
+    legacy_plus_one: int = 0
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)

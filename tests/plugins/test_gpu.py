@@ -94,6 +94,32 @@ def test_roi_align_aligned_single_level() -> None:
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_roi_align_legacy_plus_one_matches_host() -> None:
+    """legacy_plus_one=1 on the GPU: the same levels (rois within 1 px of the level boundaries) and numbers as the
+    CPU reference, which tests/plugins/test_host.py checks against torchvision's roi_align on those levels."""
+    from tests.plugins.torchvision_reference import boundary_rois, plus_one_levels, roi_align_at_levels
+
+    rng = np.random.default_rng(5)
+    image = (640, 640)
+    attrs = MultiLevelRoiAlignAttrs(legacy_plus_one=1)
+    rois = boundary_rois(rng, 2, image)
+    feats = [
+        rng.standard_normal((2, 4, int(image[0] * s), int(image[1] * s))).astype(np.float32)
+        for s in attrs.spatial_scales
+    ]
+    got = multilevel_roi_align_cuda(
+        torch.from_numpy(rois).cuda(), [torch.from_numpy(f).cuda() for f in feats], attrs
+    )
+    host = multilevel_roi_align_reference(rois, feats, attrs)
+    np.testing.assert_allclose(got.cpu().numpy(), host, atol=1e-6, rtol=1e-6)
+    expected = roi_align_at_levels(rois, feats, plus_one_levels(rois, attrs), attrs)
+    np.testing.assert_allclose(got.cpu().numpy(), expected, atol=1e-5, rtol=1e-5)
+    default = multilevel_roi_align_cuda(
+        torch.from_numpy(rois).cuda(), [torch.from_numpy(f).cuda() for f in feats], MultiLevelRoiAlignAttrs()
+    )
+    assert not torch.allclose(got, default, atol=1e-3), "rois just below a boundary move up a level"
+
+
 def random_detections(gen: torch.Generator, batch: int, n: int, c: int, per_class: bool, extent: float = 600):
     shape = (batch, n, c, 2) if per_class else (batch, n, 2)
     xy = torch.rand(shape, generator=gen) * extent

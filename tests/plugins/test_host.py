@@ -17,7 +17,13 @@ from runtime.plugins.library import HOST_LIBRARY, PluginCallError, PluginLibrary
 from runtime.plugins.reference import NmsOutputs, batched_nms_reference, multilevel_roi_align_reference  # noqa: E402
 from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs  # noqa: E402
 from scripts.build_plugins import BuildToolMissing, ensure_built  # noqa: E402
-from tests.plugins.torchvision_reference import torchvision_multiscale, torchvision_postprocess  # noqa: E402
+from tests.plugins.torchvision_reference import (  # noqa: E402
+    boundary_rois,
+    plus_one_levels,
+    roi_align_at_levels,
+    torchvision_multiscale,
+    torchvision_postprocess,
+)
 
 ROI_ATOL = 1e-5
 
@@ -139,6 +145,66 @@ def test_nan_level_roi_pools_zeros_like_torchvision() -> None:
     expected = torchvision_multiscale(rois, feats, image, attrs)
     np.testing.assert_allclose(got, expected, atol=ROI_ATOL)
     assert np.all(got[0] == 0) and np.any(got[1] != 0)
+
+
+def pooled_levels(rois: np.ndarray, attrs: MultiLevelRoiAlignAttrs, image: tuple[int, int]) -> np.ndarray:
+    """The level the library pools each roi from, read off its output: feature l is the constant l + 1."""
+    feats = [
+        np.full((rois.shape[0], 1, int(image[0] * s), int(image[1] * s)), i + 1.0, np.float32)
+        for i, s in enumerate(attrs.spatial_scales)
+    ]
+    out = multilevel_roi_align_reference(rois, feats, attrs).reshape(rois.shape[0] * rois.shape[1], -1)
+    level = np.rint(out[:, 0]).astype(np.int64) - 1
+    # every bin of a roi inside the image is its level's constant
+    np.testing.assert_allclose(out, np.broadcast_to((level + 1.0)[:, None], out.shape), rtol=1e-5)
+    return level
+
+
+@pytest.mark.parametrize("sampling_ratio", [2, -1])
+def test_legacy_plus_one_levels_near_boundaries(sampling_ratio: int) -> None:
+    """legacy_plus_one=1: the level comes from (w + 1) * (h + 1) (maskrcnn-benchmark), the pooling stays
+    torchvision's roi_align on that level; 0 stays torchvision's MultiScaleRoIAlign."""
+    rng = np.random.default_rng(11)
+    image = (640, 640)
+    default = MultiLevelRoiAlignAttrs(7, 7, sampling_ratio)
+    legacy = MultiLevelRoiAlignAttrs(7, 7, sampling_ratio, legacy_plus_one=1)
+    rois = boundary_rois(rng, batch=2, image=image)
+
+    # the C++ level function, through the host library
+    expected_levels = plus_one_levels(rois, legacy)
+    got_legacy, got_default = pooled_levels(rois, legacy, image), pooled_levels(rois, default, image)
+    np.testing.assert_array_equal(got_legacy, expected_levels)
+    np.testing.assert_array_equal(got_default, levels_of(rois, default))
+    moved = got_legacy != got_default
+    assert 30 < moved.sum() < len(moved), "about half of the rois sit just below a boundary"
+    assert np.all(got_legacy[moved] == got_default[moved] + 1), "+1 areas only ever move a roi up a level"
+    # the spec's formula in float64 names the same levels (none of these rois is within float32 rounding of one)
+    f = rois.reshape(-1, 4).astype(np.float64)
+    sqrt_area = np.sqrt((f[:, 2] - f[:, 0] + 1) * (f[:, 3] - f[:, 1] + 1))
+    formula = np.clip(np.floor(4 + np.log2(sqrt_area / 224) + 1e-6), 2, 5) - 2
+    np.testing.assert_array_equal(expected_levels, formula)
+
+    # the pooled output: roi_align on the level chosen that way
+    feats = features_for(rng, 2, 3, image, legacy.spatial_scales)
+    got = multilevel_roi_align_reference(rois, feats, legacy)
+    expected = roi_align_at_levels(rois, feats, expected_levels, legacy)
+    np.testing.assert_allclose(got, expected, atol=ROI_ATOL, rtol=1e-5)
+    got_default = multilevel_roi_align_reference(rois, feats, default)
+    expected_default = torchvision_multiscale(rois, feats, image, default)
+    np.testing.assert_allclose(got_default, expected_default, atol=ROI_ATOL, rtol=1e-5)
+    # the helper is MultiScaleRoIAlign when given torchvision's levels
+    helper_default = roi_align_at_levels(rois, feats, levels_of(rois, default), default)
+    np.testing.assert_allclose(helper_default, expected_default, atol=ROI_ATOL, rtol=1e-5)
+    assert np.abs(got[moved] - got_default[moved]).max() > 0.1, "a moved roi pools other numbers"
+    np.testing.assert_array_equal(got[~moved], got_default[~moved])
+
+
+def test_legacy_plus_one_must_be_0_or_1() -> None:
+    rng = np.random.default_rng(0)
+    attrs = MultiLevelRoiAlignAttrs(legacy_plus_one=2)
+    feats = features_for(rng, 1, 2, (64, 64), attrs.spatial_scales)
+    with pytest.raises(PluginCallError, match="legacy_plus_one must be 0 or 1, got 2"):
+        multilevel_roi_align_reference(np.array([[[1, 1, 20, 20]]], np.float32), feats, attrs)
 
 
 # float16 storage, float32 math: against torchvision's float32 op on the same float16-rounded inputs, within what

@@ -70,6 +70,7 @@ def test_plugin_defaults_equal_the_spec_defaults() -> None:
         "aligned",
         "canonical_box_size",
         "canonical_level",
+        "legacy_plus_one",
     ):
         m = re.search(rf"p\.{name} = (-?\d+);", fields_cpp)
         assert m and int(m.group(1)) == getattr(roi, name), name
@@ -89,3 +90,37 @@ def test_ctypes_structs_mirror_c_api() -> None:
     assert set(c_struct_fields("MrdNmsParams")) == set(spec.NMS_FIELDS)
     assert set(c_struct_fields("MrdRoiAlignParams")) - {"num_levels"} == set(spec.ROI_ALIGN_FIELDS)
     assert f"#define MRD_MAX_LEVELS {abi.MAX_LEVELS}" in (PLUGINS / "include" / "mrd" / "c_api.h").read_text()
+
+
+def test_legacy_plus_one_is_appended_and_reaches_every_level_computation() -> None:
+    """legacy_plus_one came last (the fields before it keep their order, in the spec, the plugin's field list and
+    the C struct), the TensorRT plugin serializes every declared field, and every caller of the shared level
+    function passes it on (the CUDA call site cannot be run here, so it is checked in the source)."""
+    old_fields = (
+        "output_height",
+        "output_width",
+        "sampling_ratio",
+        "aligned",
+        "spatial_scales",
+        "canonical_box_size",
+        "canonical_level",
+    )
+    assert spec.ROI_ALIGN_FIELDS == (*old_fields, "legacy_plus_one")
+    assert spec.MultiLevelRoiAlignAttrs().legacy_plus_one == 0
+    assert c_struct_fields("MrdRoiAlignParams")[-1] == "legacy_plus_one"
+    fields_cpp = (PLUGINS / "trt" / "plugin_fields.cpp").read_text()
+    serialized = re.search(
+        r"roi_align_fields_of\(MrdRoiAlignParams const& p\)\s*\{(.*?)\n\}", fields_cpp, re.S
+    )
+    assert serialized, "roi_align_fields_of not found"
+    indices = [int(i) for i in re.findall(r"kRoiAlignFieldNames\[(\d+)\]", serialized.group(1))]
+    assert indices == list(range(len(spec.ROI_ALIGN_FIELDS)))
+    assert "&p.legacy_plus_one" in serialized.group(1)
+    math_h = (PLUGINS / "include" / "mrd" / "roi_align_math.h").read_text()
+    signature = re.search(r"MRD_HD int roi_level\((.*?)\)", math_h, re.S).group(1)
+    assert signature.split(",")[-1].split() == ["int", "legacy_plus_one"]
+    for source in (PLUGINS / "host" / "roi_align_host.cpp", PLUGINS / "kernels" / "roi_align_kernel.cu"):
+        calls = re.findall(r"mrd::roi_level\((.*?)\);", source.read_text(), re.S)
+        assert calls and all(c.split(",")[-1].strip().endswith("legacy_plus_one") for c in calls), source.name
+    params_h = (PLUGINS / "include" / "mrd" / "params.h").read_text()
+    assert "legacy_plus_one must be 0 or 1" in params_h

@@ -46,6 +46,7 @@ typedef struct MrdRoiAlignParams
     int32_t canonical_level;
     int32_t num_levels;
     float spatial_scales[MRD_MAX_LEVELS];
+    int32_t legacy_plus_one; /* 0 or 1: FPN level from (x2 - x1 + 1) * (y2 - y1 + 1) (appended last) */
 } MrdRoiAlignParams;
 
 /* Attributes of MRD_BatchedNms (runtime/plugins/spec.py: BatchedNmsAttrs). */

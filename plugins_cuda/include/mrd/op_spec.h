@@ -18,6 +18,7 @@ constexpr char const* kRoiAlignFieldNames[] = {
     "spatial_scales",
     "canonical_box_size",
     "canonical_level",
+    "legacy_plus_one",
 };
 
 constexpr char const* kNmsPluginName = "MRD_BatchedNms";

@@ -54,6 +54,10 @@ inline std::string validate(MrdRoiAlignParams const& p)
     {
         return "canonical_box_size must be positive";
     }
+    if (p.legacy_plus_one != 0 && p.legacy_plus_one != 1)
+    {
+        return "legacy_plus_one must be 0 or 1, got " + std::to_string(p.legacy_plus_one);
+    }
     return {};
 }
 

@@ -8,12 +8,21 @@ namespace mrd
 {
 
 // FPN level index of a roi, torchvision's LevelMapper in float32:
-// floor(canonical_level + log2(sqrt(area) / canonical_box_size) + 1e-6), clamped to [k_min, k_max], minus k_min.
+// floor(canonical_level + log2(sqrt(area) / canonical_box_size) + 1e-6), clamped to [k_min, k_max], minus k_min,
+// with area = (x2 - x1) * (y2 - y1), or (x2 - x1 + 1) * (y2 - y1 + 1) when legacy_plus_one is nonzero
+// (maskrcnn-benchmark's level assignment; the +1 is added only then, so the default rounds exactly as before).
 // Returns -1 where torchvision assigns no level (a NaN area, e.g. x2 < x1 with y2 >= y1): its output row stays 0.
-MRD_HD int roi_level(
-    float x1, float y1, float x2, float y2, float canonical_box_size, float canonical_level, int k_min, int k_max)
+MRD_HD int roi_level(float x1, float y1, float x2, float y2, float canonical_box_size, float canonical_level,
+    int k_min, int k_max, int legacy_plus_one)
 {
-    float const area = mul(sub(x2, x1), sub(y2, y1));
+    float width = sub(x2, x1);
+    float height = sub(y2, y1);
+    if (legacy_plus_one)
+    {
+        width = add(width, 1.0f);
+        height = add(height, 1.0f);
+    }
+    float const area = mul(width, height);
     float const s = sqrtf(area);
     float const lvl = floorf(add(add(canonical_level, log2f(s / canonical_box_size)), 1e-6f));
     if (lvl != lvl)
