@@ -37,8 +37,20 @@ def clip_boxes(boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def nonempty_boxes(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: width > 0 and height > 0, detectron2's ``Boxes.nonempty()``."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return ((boxes[:, 2] - boxes[:, 0]) > 0) & ((boxes[:, 3] - boxes[:, 1]) > 0)
+
+
 def scale_boxes(boxes: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """Map boxes between image sizes per axis, with torchvision's float32 ratios (``resize_boxes``)."""
+    """Map boxes between image sizes per axis, with torchvision's float32 ratios (``resize_boxes``).
+
+    maskrcnn-benchmark (``BoxList.resize``) and detectron2 (``detector_postprocess``) compute the ratio
+    as a Python float, orig / resized, and multiply it into the float32 boxes; torch rounds that scalar to
+    float32 first, and the float32 rounding of the double quotient of two integers equals the float32
+    quotient (double rounding is innocuous for division), so the result is the same.
+    """
     ratio_h = np.float32(to_size[0]) / np.float32(from_size[0])
     ratio_w = np.float32(to_size[1]) / np.float32(from_size[1])
     out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()

@@ -28,3 +28,8 @@ COCO_PERSON_KEYPOINTS: tuple[str, ...] = (
 )  # fmt: skip
 
 assert len(COCO_TORCHVISION_CLASSES) == 91
+
+#: the 80 COCO categories with contiguous ids 1..80 and the background at 0, the layout of maskrcnn-benchmark's
+#: and detectron2's COCO models (detectron2's 0-based classes are imported shifted by one)
+COCO_CONTIGUOUS_CLASSES: tuple[str, ...] = tuple(c for c in COCO_TORCHVISION_CLASSES if c != "N/A")
+assert len(COCO_CONTIGUOUS_CLASSES) == 81

@@ -134,6 +134,8 @@ def evaluate_coco_detailed(
     if missing:
         raise ValueError(f"image ids {missing[:10]} are not in the ground truth ({len(missing)} in all)")
 
+    if label_to_category is None:
+        label_to_category = categories_by_name(dataset, detections)
     gt = _make_coco(dataset, backend)
     out: dict[str, CocoTypeResult] = {}
     for iou_type in iou_types:
@@ -286,6 +288,28 @@ def _oks_sigmas(dataset: dict[str, Any], given: Sequence[float] | None, default:
         return default
     log.warning("no OKS sigmas given for %d keypoints; using 0.05 for each", num)
     return np.full(num, 0.05)
+
+
+def categories_by_name(
+    dataset: Mapping[str, Any], detections: Mapping[int, Detections]
+) -> dict[int, int] | None:
+    """Label -> category id when the model's labels are not the data set's ids but its class names match.
+
+    torchvision's COCO models predict COCO's category ids (91 labels with gaps), maskrcnn-benchmark's and
+    detectron2's the 80 categories numbered 1..80: the same data set, other ids. None (labels are ids)
+    when every named label already is its category's id, or when the names are not the data set's.
+    """
+    names = next((list(d.class_names) for d in detections.values() if d.class_names), None)
+    if not names:
+        return None
+    by_name = {str(c["name"]): int(c["id"]) for c in dataset.get("categories", [])}
+    by_id = {int(c["id"]): str(c["name"]) for c in dataset.get("categories", [])}
+    named = {label: n for label, n in enumerate(names) if label > 0 and n not in ("__background__", "N/A")}
+    if not named or all(by_id.get(label) == n for label, n in named.items()):
+        return None
+    if not all(n in by_name for n in named.values()):
+        return None
+    return {label: by_name[n] for label, n in named.items()}
 
 
 def _categories(labels: np.ndarray, label_to_category: Mapping[int, int] | None) -> list[int]:

@@ -49,6 +49,7 @@ class ModelOutputs:
     backend: str
     raws: dict[int, RawDetections] = field(default_factory=dict)
     class_names: tuple[str, ...] = ()
+    output_convention: str = "torchvision"  # how its raw outputs are finished (runtime.postprocess)
 
 
 @dataclass
@@ -68,7 +69,14 @@ class LazyDetections(Mapping[int, Detections]):
 
     def __getitem__(self, image_id: int) -> Detections:
         rec = self._records[image_id]
-        return postprocess(self._outputs.raws[image_id], rec.resized, rec.original, self._outputs.class_names)
+        out = self._outputs
+        return postprocess(
+            out.raws[image_id],
+            rec.resized,
+            rec.original,
+            out.class_names,
+            output_convention=out.output_convention,
+        )
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._outputs.raws)
@@ -130,14 +138,15 @@ def run_models(
     progress: bool = True,
 ) -> tuple[ModelOutputs, ModelOutputs, dict[int, ImageRecord], list[str]]:
     """Both models on every readable image (decoded once); unreadable images are named and skipped."""
-    out_m = ModelOutputs(
-        "model", str(model.backend.model_path), model.backend.name, class_names=model.info.class_names
-    )
-    out_r = ModelOutputs(
-        "reference",
-        str(reference.backend.model_path),
-        reference.backend.name,
-        class_names=reference.info.class_names,
+    out_m, out_r = (
+        ModelOutputs(
+            name,
+            str(p.backend.model_path),
+            p.backend.name,
+            class_names=p.info.class_names,
+            output_convention=p.info.output_convention,
+        )
+        for name, p in (("model", model), ("reference", reference))
     )
     records: dict[int, ImageRecord] = {}
     skipped: list[str] = []

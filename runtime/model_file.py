@@ -19,6 +19,7 @@ from runtime.triton_client import is_triton_url
 #: extension -> backend name
 EXTENSIONS: dict[str, str] = {
     ".pth": "torch",
+    ".pkl": "torch",  # detectron2 model-zoo weights (read without arbitrary unpickling)
     ".pt": "torch",
     ".onnx": "onnxruntime",
     ".xml": "openvino",

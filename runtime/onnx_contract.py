@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.postprocess import heatmaps_to_keypoints
+from runtime.postprocess import OUTPUT_CONVENTIONS, OUTPUT_TORCHVISION, heatmaps_to_keypoints
 from runtime.preprocess import PreprocessParams
 from runtime.structures import RawDetections
 
@@ -53,6 +53,9 @@ META_PRODUCER = "producer"  # "maskrcnn-deploy exporter" + versions, for bug rep
 META_PRECISION = "precision"  # one of PRECISIONS; absent means fp32 (an export before precision passes)
 META_CALIBRATION = "calibration"  # INT8: JSON of the calibration source, method and cache
 META_INT8_ACTIVATIONS = "int8_activations"  # INT8: "uint8-asymmetric" (ort) or "int8-symmetric" (trt)
+#: how outputs are finished on the host, one of runtime.postprocess.OUTPUT_CONVENTIONS; absent means
+#: "torchvision" (every export before detectron2 imports)
+META_OUTPUT_CONVENTION = "output_convention"
 
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
@@ -100,6 +103,7 @@ _KNOWN_KEYS = frozenset(
         META_STATIC_SIZE,
         META_BATCH,
         META_PRECISION,
+        META_OUTPUT_CONVENTION,
     )
 )
 
@@ -113,7 +117,10 @@ class ModelInfo:
     :func:`model_info_from_metadata` / :func:`model_info_from_sidecar` or builds it from a checkpoint.
     ``static_input_size`` is set for models built for one canvas: pre-processing then pads every batch
     to it. ``batch`` is the file's fixed batch (None: dynamic); ``max_batch`` bounds what one ``infer``
-    call takes (a fixed batch, an engine profile's maximum; None: any size).
+    call takes (a fixed batch, an engine profile's maximum; None: any size). ``output_convention`` says
+    how ``runtime.postprocess`` finishes the outputs: "torchvision", "maskrcnn-benchmark" (torchvision's,
+    with OpenCV's bicubic keypoint decoding) or "detectron2" (clip and drop empty boxes, grid_sample mask
+    pasting).
     """
 
     class_names: tuple[str, ...]  # index 0 is "__background__"
@@ -129,6 +136,14 @@ class ModelInfo:
     batch: int | None = None
     max_batch: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)  # other metadata, build facts
+    output_convention: str = OUTPUT_TORCHVISION
+
+    def __post_init__(self) -> None:
+        if self.output_convention not in OUTPUT_CONVENTIONS:
+            raise ValueError(
+                f"unknown output convention {self.output_convention!r}; expected one of "
+                f"{', '.join(OUTPUT_CONVENTIONS)}"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -152,7 +167,8 @@ class ModelInfo:
 def metadata_dict(info: ModelInfo) -> dict[str, str]:
     """``ModelInfo`` as the string key/value pairs stored in ``metadata_props`` (the one writer).
 
-    ``precision`` is written only when it is not fp32: an FP32 export has always been without it.
+    ``precision`` is written only when it is not fp32, ``output_convention`` only when it is not
+    torchvision: exports from before either existed were without them.
     """
     if info.flavor is None or info.opset is None or info.detections_per_image is None:
         raise ContractError("an exported model needs its flavor, opset and detections per image")
@@ -168,6 +184,9 @@ def metadata_dict(info: ModelInfo) -> dict[str, str]:
         META_STATIC_SIZE: None if info.static_input_size is None else list(info.static_input_size),
         META_BATCH: info.batch,
         META_PRECISION: None if info.precision == "fp32" else info.precision,
+        META_OUTPUT_CONVENTION: (
+            None if info.output_convention == OUTPUT_TORCHVISION else info.output_convention
+        ),
     }
     props = string_metadata({k: v for k, v in typed.items() if v is not None})
     props.update({k: str(v) for k, v in info.extra.items()})
@@ -215,6 +234,7 @@ def model_info_from_metadata(props: Mapping[str, str], source: str = "the model"
         precision = str(v.get(META_PRECISION, "fp32"))
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}")
+        output_convention = str(v.get(META_OUTPUT_CONVENTION, OUTPUT_TORCHVISION))
         return ModelInfo(
             class_names=tuple(str(n) for n in v[META_CLASS_NAMES]),
             preprocess=PreprocessParams.from_dict(v[META_PREPROCESS]),
@@ -229,6 +249,7 @@ def model_info_from_metadata(props: Mapping[str, str], source: str = "the model"
             batch=v.get(META_BATCH),
             max_batch=v.get(META_BATCH),
             extra={k: val for k, val in props.items() if k not in _KNOWN_KEYS},
+            output_convention=output_convention,
         )
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise ContractError(f"{source} has malformed metadata: {e}") from None
@@ -274,8 +295,11 @@ def read_metadata(model: str | Path | Any) -> ModelInfo:
     return model_info_from_metadata(dict(meta().custom_metadata_map), "the ONNX Runtime session's model")
 
 
-def outputs_to_raw(outputs: Mapping[str, np.ndarray]) -> list[RawDetections]:
-    """Contract outputs of one batch -> per-image :class:`RawDetections`, padding removed, keypoints decoded."""
+def outputs_to_raw(
+    outputs: Mapping[str, np.ndarray], output_convention: str = OUTPUT_TORCHVISION
+) -> list[RawDetections]:
+    """Contract outputs of one batch -> per-image :class:`RawDetections`, padding removed, keypoints decoded
+    (in the model's ``output_convention``)."""
     missing = [k for k in DETECTION_OUTPUTS if k not in outputs]
     if missing:
         raise ContractError(f"model outputs lack {', '.join(missing)}; got {', '.join(outputs)}")
@@ -296,7 +320,9 @@ def outputs_to_raw(outputs: Mapping[str, np.ndarray]) -> list[RawDetections]:
                 scores=scores[b, :n].astype(np.float32, copy=False),
                 labels=labels[b, :n].astype(np.int64, copy=False),
                 masks=None if masks is None else np.asarray(masks[b, :n], np.float32),
-                keypoints=None if heatmaps is None else heatmaps_to_keypoints(heatmaps[b, :n], boxes[b, :n]),
+                keypoints=None
+                if heatmaps is None
+                else heatmaps_to_keypoints(heatmaps[b, :n], boxes[b, :n], output_convention),
             )
         )
     return result

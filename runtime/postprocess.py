@@ -5,6 +5,15 @@ to each box's own size (data-dependent shapes: a traced paste loop cost 3 s, and
 resize). Here they are numpy loops that reproduce torchvision exactly: ``paste_masks_in_image`` (same box
 expansion and int64 truncation, same bilinear weights) and ``heatmaps_to_keypoints`` (same bicubic resize to
 the box, same argmax), so PyTorch, ONNX Runtime and TensorRT results are finished identically.
+
+Models imported from detectron2 are finished its way instead (``output_convention="detectron2"``, the
+model's ``ModelInfo.output_convention``): boxes clipped to the original image and empty ones dropped after
+the rescale, and masks pasted with detectron2's ``grid_sample`` algorithm (:func:`paste_masks_detectron2`).
+maskrcnn-benchmark's ``Masker`` is the torchvision algorithm, so its models use the default convention.
+
+Binarization stays with the caller (``Detections.binary_masks``, ``> 0.5``): torchvision and
+maskrcnn-benchmark threshold with ``> 0.5``, detectron2 with ``>= 0.5``; a pasted probability of exactly
+0.5 is a measure-zero event, so one threshold serves both.
 """
 
 from __future__ import annotations
@@ -13,9 +22,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from runtime.box_ops import expand_boxes, scale_boxes, scale_keypoints
+from runtime.box_ops import clip_boxes, expand_boxes, nonempty_boxes, scale_boxes, scale_keypoints
 from runtime.preprocess import PreprocessedBatch, linear_taps
 from runtime.structures import Detections, RawDetections
+
+OUTPUT_TORCHVISION = "torchvision"
+OUTPUT_DETECTRON2 = "detectron2"
+#: torchvision's boxes and masks, keypoint heatmaps resized with OpenCV's bicubic (maskrcnn-benchmark's decoding)
+OUTPUT_MASKRCNN_BENCHMARK = "maskrcnn-benchmark"
+#: how a model's outputs are finished: torchvision's, maskrcnn-benchmark's or detectron2's
+OUTPUT_CONVENTIONS: tuple[str, ...] = (OUTPUT_TORCHVISION, OUTPUT_DETECTRON2, OUTPUT_MASKRCNN_BENCHMARK)
 
 
 def paste_masks(
@@ -60,6 +76,68 @@ def paste_masks(
     return out
 
 
+def _grid_sample_weights(coords: np.ndarray, size: int) -> np.ndarray:
+    """[len(coords), size] float32 weights of bilinear ``grid_sample`` (align_corners=False, zeros
+    padding) along one axis at normalized grid coordinates ``coords`` (float32).
+
+    The source position is ``(g + 1) * size / 2 - 0.5``; its two neighbours get 1 - frac and frac, and a
+    neighbour outside [0, size) contributes 0 (the zeros padding).
+    """
+    f32 = np.float32
+    src = (coords.astype(np.float32) + f32(1.0)) * f32(size / 2.0) - f32(0.5)
+    left = np.floor(src)
+    frac = src - left
+    left = left.astype(np.int64)
+    weights = np.zeros((len(coords), size), np.float32)
+    rows = np.arange(len(coords))
+    for idx, wgt in ((left, f32(1.0) - frac), (left + 1, frac)):
+        inside = (idx >= 0) & (idx < size)
+        weights[rows[inside], idx[inside]] = wgt[inside]
+    return weights
+
+
+def paste_masks_detectron2(masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Paste [N, M, M] (or [N, 1, M, M]) mask probabilities at [N, 4] boxes the way detectron2 does.
+
+    detectron2's ``paste_masks_in_image``: the probability at image pixel (x, y) is the bilinear
+    ``grid_sample`` (align_corners=False, zeros padding) of the M x M mask at grid coordinate
+    ``((x + 0.5) - x0) / (x1 - x0) * 2 - 1`` (and likewise for y), computed over the window
+    ``[max(floor(x0) - 1, 0), min(ceil(x1) + 1, w))`` x (the same in y), 0 elsewhere. That window is the
+    one its CPU path uses per box; on the GPU it samples the whole image, which differs only outside the
+    window, where values stay below half the mask's border value (so below 0.5: the same binary mask).
+
+    The grid is separable, so the bilinear sampling is two interpolation matrices applied to the mask,
+    in float32 (not cv2.remap: its fixed-point weights differ). Matches torch's ``grid_sample`` to ~1e-6.
+    Boxes with no width or height give an empty mask (detectron2 drops them before pasting).
+    """
+    masks = np.asarray(masks, np.float32)
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if masks.ndim != 3 or masks.shape[1] != masks.shape[2]:
+        raise ValueError(f"masks must be [N, M, M] or [N, 1, M, M], got shape {masks.shape}")
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    if len(boxes) != len(masks):
+        raise ValueError(f"{len(masks)} masks but {len(boxes)} boxes")
+    im_h, im_w = int(image_size[0]), int(image_size[1])
+    out = np.zeros((len(masks), im_h, im_w), np.float32)
+    m = masks.shape[-1]
+    f32 = np.float32
+    for i, (bx0, by0, bx1, by1) in enumerate(boxes):
+        if not (bx1 > bx0 and by1 > by0):
+            continue
+        x_lo, x_hi = max(int(np.floor(bx0)) - 1, 0), min(int(np.ceil(bx1)) + 1, im_w)
+        y_lo, y_hi = max(int(np.floor(by0)) - 1, 0), min(int(np.ceil(by1)) + 1, im_h)
+        if x_hi <= x_lo or y_hi <= y_lo:
+            continue
+        # float32 like detectron2: (arange + 0.5 - x0) / (x1 - x0) * 2 - 1
+        gx = (np.arange(x_lo, x_hi, dtype=np.float32) + f32(0.5) - bx0) / (bx1 - bx0) * f32(2.0) - f32(1.0)
+        gy = (np.arange(y_lo, y_hi, dtype=np.float32) + f32(0.5) - by0) / (by1 - by0) * f32(2.0) - f32(1.0)
+        wx = _grid_sample_weights(gx, m)  # [cols, M]
+        wy = _grid_sample_weights(gy, m)  # [rows, M]
+        out[i, y_lo:y_hi, x_lo:x_hi] = (wy @ masks[i]) @ wx.T
+    return out
+
+
 def cubic_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     """Source indices [n_out, 4] and float32 weights [n_out, 4] of torch's bicubic resize (A = -0.75).
 
@@ -96,14 +174,27 @@ def _interpolate_axis(values: np.ndarray, taps: np.ndarray, weights: np.ndarray,
     return acc
 
 
-def heatmaps_to_keypoints(heatmaps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+def _opencv_bicubic(maps: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """[NK, S, S] -> [NK, out_h, out_w] with ``cv2.resize(INTER_CUBIC)`` (channels last, as OpenCV wants)."""
+    import cv2
+
+    hwc = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    resized = cv2.resize(hwc, (out_w, out_h), interpolation=cv2.INTER_CUBIC)
+    return resized.reshape(out_h, out_w, -1).transpose(2, 0, 1)  # one channel comes back 2-D
+
+
+def heatmaps_to_keypoints(
+    heatmaps: np.ndarray, boxes: np.ndarray, output_convention: str = OUTPUT_TORCHVISION
+) -> np.ndarray:
     """Keypoint heatmaps [N, NK, S, S] (logits) of boxes [N, 4] -> [N, NK, 3] (x, y, score), as torchvision.
 
     torchvision's ``heatmaps_to_keypoints``: each heatmap is resized (bicubic) to ceil(box width) x
     ceil(box height) pixels, the argmax pixel's center maps back into the box, and the score is the
     resized logit there. Coordinates are the boxes' (network-input pixels). Positions equal torchvision's
     and scores agree to ~1e-6 (float32 rounding order); every backend, the PyTorch one included, decodes
-    its heatmaps here, so backends are compared on identical decoding.
+    its heatmaps here, so backends are compared on identical decoding. With ``output_convention``
+    "maskrcnn-benchmark" the resize is OpenCV's ``INTER_CUBIC`` instead, as that project decodes: its
+    bicubic differs from torch's enough to move an argmax by a pixel.
     """
     heatmaps = np.asarray(heatmaps, np.float32)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
@@ -116,11 +207,14 @@ def heatmaps_to_keypoints(heatmaps: np.ndarray, boxes: np.ndarray) -> np.ndarray
     kp = np.arange(num_kp)
     for i in range(n):
         out_w, out_h = int(np.ceil(widths[i])), int(np.ceil(heights[i]))
-        x_taps, x_weights = cubic_taps(src_w, out_w)
-        y_taps, y_weights = cubic_taps(src_h, out_h)
-        # torch sums the 4 x taps of each source row, then the 4 rows: the same order here
-        rows = _interpolate_axis(heatmaps[i], x_taps, x_weights, axis=2)  # [NK, S, out_w]
-        resized = _interpolate_axis(rows, y_taps, y_weights, axis=1)  # [NK, out_h, out_w]
+        if output_convention == OUTPUT_MASKRCNN_BENCHMARK:
+            resized = _opencv_bicubic(heatmaps[i], out_h, out_w)
+        else:
+            x_taps, x_weights = cubic_taps(src_w, out_w)
+            y_taps, y_weights = cubic_taps(src_h, out_h)
+            # torch sums the 4 x taps of each source row, then the 4 rows: the same order here
+            rows = _interpolate_axis(heatmaps[i], x_taps, x_weights, axis=2)  # [NK, S, out_w]
+            resized = _interpolate_axis(rows, y_taps, y_weights, axis=1)  # [NK, out_h, out_w]
         pos = resized.reshape(num_kp, -1).argmax(axis=1)  # first maximum, like torch.argmax
         y_int, x_int = np.divmod(pos, out_w)
         x_scale = widths[i] / np.float32(out_w)
@@ -131,28 +225,56 @@ def heatmaps_to_keypoints(heatmaps: np.ndarray, boxes: np.ndarray) -> np.ndarray
     return out
 
 
+def check_output_convention(output_convention: str) -> str:
+    if output_convention not in OUTPUT_CONVENTIONS:
+        raise ValueError(
+            f"output_convention must be one of {', '.join(OUTPUT_CONVENTIONS)}, got {output_convention!r}"
+        )
+    return output_convention
+
+
 def postprocess(
     raw: RawDetections,
     resized_size: tuple[int, int],
     original_size: tuple[int, int],
     class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
+    output_convention: str = OUTPUT_TORCHVISION,
 ) -> Detections:
-    """Network output of one image -> detections in its original pixels, as torchvision's ``postprocess``.
+    """Network output of one image -> detections in its original pixels.
 
+    ``output_convention`` "torchvision" is torchvision's ``postprocess`` (boxes scaled per axis, masks
+    pasted by :func:`paste_masks`); "detectron2" is its ``detector_postprocess``: boxes scaled the same
+    way, clipped to [0, w] x [0, h] of the original image, detections whose clipped box is empty dropped
+    (so there can be fewer than the model returned), masks pasted by :func:`paste_masks_detectron2`.
     The score filter runs first so low-scoring masks are never pasted (the costly part).
     """
+    check_output_convention(output_convention)
     if score_threshold > 0.0:
         raw = raw.select(np.nonzero(raw.scores >= score_threshold)[0])
     resized = (int(resized_size[0]), int(resized_size[1]))
     original = (int(original_size[0]), int(original_size[1]))
     boxes = scale_boxes(raw.boxes, resized, original)
+    detectron2 = output_convention == OUTPUT_DETECTRON2
+    if detectron2:
+        boxes = clip_boxes(boxes, original)
+        keep = nonempty_boxes(boxes)
+        if not keep.all():
+            raw = raw.select(np.nonzero(keep)[0])
+            boxes = boxes[keep]
+    masks = None
+    if raw.masks is not None:
+        masks = (
+            paste_masks_detectron2(raw.masks, boxes, original)
+            if detectron2
+            else paste_masks(raw.masks, boxes, original)
+        )
     return Detections(
         boxes=boxes,
         scores=np.asarray(raw.scores, np.float32),
         labels=np.asarray(raw.labels, np.int64),
         image_size=original,
-        masks=None if raw.masks is None else paste_masks(raw.masks, boxes, original),
+        masks=masks,
         keypoints=None if raw.keypoints is None else scale_keypoints(raw.keypoints, resized, original),
         class_names=list(class_names) if class_names is not None else [],
     )
@@ -163,11 +285,12 @@ def postprocess_batch(
     batch: PreprocessedBatch,
     class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
+    output_convention: str = OUTPUT_TORCHVISION,
 ) -> list[Detections]:
     """:func:`postprocess` for every image of a batch made by ``runtime.preprocess.preprocess``."""
     if len(raws) != len(batch):
         raise ValueError(f"{len(raws)} results for a batch of {len(batch)} images")
     return [
-        postprocess(raw, tuple(rs), tuple(os_), class_names, score_threshold)
+        postprocess(raw, tuple(rs), tuple(os_), class_names, score_threshold, output_convention)
         for raw, rs, os_ in zip(raws, batch.image_sizes.tolist(), batch.original_sizes.tolist())
     ]

@@ -134,7 +134,9 @@ class Predictor:
         self.backend.synchronize()
         t2 = time.perf_counter()
         dets = (
-            postprocess_batch(raws, batch, self.info.class_names, self.confidence_threshold)
+            postprocess_batch(
+                raws, batch, self.info.class_names, self.confidence_threshold, self.info.output_convention
+            )
             if paste_masks
             else []
         )

@@ -1,15 +1,21 @@
 """The one pre-processing every backend, the exporter's verification and calibration share.
 
-It reproduces torchvision's ``GeneralizedRCNNTransform`` (eval mode) on numpy/OpenCV so that a deployed
-model sees bit-for-bit (to ~1e-6) what the PyTorch model saw: normalize first, then bilinear resize with
-``recompute_scale_factor=True`` semantics (output size ``floor(side * scale)``, interpolation scale
+By default it reproduces torchvision's ``GeneralizedRCNNTransform`` (eval mode) on numpy/OpenCV so that a
+deployed model sees bit-for-bit (to ~1e-6) what the PyTorch model saw: normalize first, then bilinear resize
+with ``recompute_scale_factor=True`` semantics (output size ``floor(side * scale)``, interpolation scale
 recomputed from the integer sizes, half-pixel centers), then zero padding to the size divisibility. The order
 matters at the borders and for the padded zeros, which is why it is not "resize uint8, then normalize".
+
+Models imported from maskrcnn-benchmark and detectron2 were trained and tested with those projects' own
+test-time input instead (``PreprocessParams.resize``): their size rules (:func:`resized_size`), and a PIL
+bilinear resize of the uint8 image (antialiased when shrinking) *before* normalization, usually of BGR
+pixels in 0..255 (``input_format``, ``pixel_range``). Both pad the normalized image with 0, as here.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +26,20 @@ import numpy as np
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: channel orders of the network input (images arrive BGR, as OpenCV reads them)
+INPUT_FORMATS: tuple[str, ...] = ("RGB", "BGR")
+#: pixel ranges before mean/std: 1.0 = scaled to [0, 1] (torchvision), 255.0 = raw 0..255 (mrb, detectron2)
+PIXEL_RANGES: tuple[float, ...] = (1.0, 255.0)
+RESIZE_TORCHVISION = "torchvision"
+RESIZE_MASKRCNN_BENCHMARK = "maskrcnn-benchmark"
+RESIZE_DETECTRON2 = "detectron2"
+#: resize algorithms and size rules (see :func:`resized_size` and :func:`normalize_and_resize`)
+RESIZE_MODES: tuple[str, ...] = (RESIZE_TORCHVISION, RESIZE_MASKRCNN_BENCHMARK, RESIZE_DETECTRON2)
+
+#: fields added after the first exports: ``to_dict`` leaves them out at their defaults, so the metadata of
+#: torchvision-style models (and every golden file) stays what it was
+_OPTIONAL_DEFAULTS: dict[str, Any] = {"input_format": "RGB", "pixel_range": 1.0, "resize": RESIZE_TORCHVISION}
+
 
 @dataclass(frozen=True)
 class PreprocessParams:
@@ -27,37 +47,65 @@ class PreprocessParams:
 
     min_size: int = 800
     max_size: int = 1333
-    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, for pixels scaled to [0, 1]
+    #: in ``input_format`` channel order and in ``pixel_range`` units
+    pixel_mean: tuple[float, float, float] = IMAGENET_MEAN
     pixel_std: tuple[float, float, float] = IMAGENET_STD
     size_divisibility: int = 32
+    input_format: str = "RGB"  # channel order of the network input: "RGB" or "BGR"
+    pixel_range: float = 1.0  # 1.0: pixels / 255 before mean/std; 255.0: raw 0..255 values
+    resize: str = RESIZE_TORCHVISION  # one of RESIZE_MODES
 
     def __post_init__(self) -> None:
         if self.min_size <= 0 or self.max_size <= 0:
             raise ValueError(f"min_size and max_size must be positive, got {self.min_size}, {self.max_size}")
         if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3:
             raise ValueError(
-                f"pixel_mean and pixel_std need 3 values (RGB), got {self.pixel_mean}, {self.pixel_std}"
+                f"pixel_mean and pixel_std need 3 values (one per channel), "
+                f"got {self.pixel_mean}, {self.pixel_std}"
             )
         if any(s <= 0 for s in self.pixel_std):
             raise ValueError(f"pixel_std must be positive, got {self.pixel_std}")
         if self.size_divisibility < 0:
             raise ValueError(f"size_divisibility must be >= 0, got {self.size_divisibility}")
+        if not isinstance(self.input_format, str) or self.input_format not in INPUT_FORMATS:
+            raise ValueError(
+                f"input_format must be one of {', '.join(INPUT_FORMATS)} (the network input's channel "
+                f"order), got {self.input_format!r}"
+            )
+        if (
+            isinstance(self.pixel_range, bool)
+            or not isinstance(self.pixel_range, numbers.Real)
+            or float(self.pixel_range) not in PIXEL_RANGES
+        ):
+            raise ValueError(
+                f"pixel_range must be 1.0 (pixels scaled to [0, 1]) or 255.0 (raw 0..255 values), "
+                f"got {self.pixel_range!r}"
+            )
+        if not isinstance(self.resize, str) or self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         # Lists from JSON/YAML become tuples so instances stay hashable and compare equal.
         object.__setattr__(self, "pixel_mean", tuple(float(v) for v in self.pixel_mean))
         object.__setattr__(self, "pixel_std", tuple(float(v) for v in self.pixel_std))
+        object.__setattr__(self, "pixel_range", float(self.pixel_range))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """JSON-able dict; the fields added for foreign checkpoints appear only when not at their default."""
+        d: dict[str, Any] = {
             "min_size": int(self.min_size),
             "max_size": int(self.max_size),
             "pixel_mean": list(self.pixel_mean),
             "pixel_std": list(self.pixel_std),
             "size_divisibility": int(self.size_divisibility),
         }
+        for name, default in _OPTIONAL_DEFAULTS.items():
+            value = getattr(self, name)
+            if value != default:
+                d[name] = value
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PreprocessParams:
-        known = {"min_size", "max_size", "pixel_mean", "pixel_std", "size_divisibility"}
+        known = {"min_size", "max_size", "pixel_mean", "pixel_std", "size_divisibility", *_OPTIONAL_DEFAULTS}
         unknown = set(d) - known
         if unknown:
             raise ValueError(
@@ -82,11 +130,45 @@ class PreprocessedBatch:
 
 
 def resized_size(h: int, w: int, params: PreprocessParams) -> tuple[int, int]:
-    """Size torchvision resizes an (h, w) image to: ``floor(side * scale)`` computed in double precision."""
+    """(h', w') the model's own test-time transform resizes an (h, w) image to (``params.resize``).
+
+    * torchvision: ``floor(side * scale)``, scale = min(min_size / short, max_size / long), in double;
+    * maskrcnn-benchmark (``Resize.get_size``): the short side is ``min_size``, or
+      ``round(max_size * short / long)`` when min_size would put the long side over max_size; the long
+      side is then truncated, ``int(size * long / short)``; an image whose short side already is that size
+      is kept as it is;
+    * detectron2 (``ResizeShortestEdge``): the short side exactly min_size and the long side scaled, both
+      shrunk by max_size / long when the long side exceeds max_size, then rounded with ``int(x + 0.5)``.
+    """
     if h <= 0 or w <= 0:
         raise ValueError(f"image size must be positive, got {h}x{w}")
+    h, w = int(h), int(w)
+    if params.resize == RESIZE_MASKRCNN_BENCHMARK:
+        return _maskrcnn_benchmark_size(h, w, int(params.min_size), int(params.max_size))
+    if params.resize == RESIZE_DETECTRON2:
+        return _detectron2_size(h, w, int(params.min_size), int(params.max_size))
     scale = min(params.min_size / min(h, w), params.max_size / max(h, w))
     return int(math.floor(float(h) * scale)), int(math.floor(float(w) * scale))
+
+
+def _maskrcnn_benchmark_size(h: int, w: int, size: int, max_size: int) -> tuple[int, int]:
+    short, long = float(min(h, w)), float(max(h, w))
+    if long / short * size > max_size:
+        size = int(round(max_size * short / long))  # Python's round: half to even, as mrb's
+    if (w <= h and w == size) or (h <= w and h == size):
+        return h, w
+    if w < h:
+        return int(size * h / w), size
+    return size, int(size * w / h)
+
+
+def _detectron2_size(h: int, w: int, size: int, max_size: int) -> tuple[int, int]:
+    scale = size * 1.0 / min(h, w)
+    new_h, new_w = (float(size), scale * w) if h < w else (scale * h, float(size))
+    if max(new_h, new_w) > max_size:
+        shrink = max_size * 1.0 / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
 
 
 def padded_size(sizes: Sequence[tuple[int, int]], size_divisibility: int) -> tuple[int, int]:
@@ -101,18 +183,45 @@ def padded_size(sizes: Sequence[tuple[int, int]], size_divisibility: int) -> tup
 
 
 def normalize_and_resize(image_bgr: np.ndarray, params: PreprocessParams) -> np.ndarray:
-    """One image to a normalized, resized float32 [3, h', w'] array (no padding)."""
+    """One BGR uint8 image to a normalized, resized float32 [3, h', w'] array (no padding).
+
+    torchvision normalizes the full-size float image and then resizes it (float bilinear, no antialias);
+    maskrcnn-benchmark and detectron2 resize the uint8 image with PIL and normalize the result.
+    """
     _check_image(image_bgr)
     h, w = image_bgr.shape[:2]
-    # (x / 255 - mean) / std in float32 on the full-size image, as torchvision normalizes before resizing.
-    chw = image_bgr[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) * np.float32(1.0 / 255.0)
+    nh, nw = resized_size(h, w, params)
+    hwc = image_bgr if params.input_format == "BGR" else image_bgr[:, :, ::-1]
     mean = np.asarray(params.pixel_mean, np.float32)[:, None, None]
     std = np.asarray(params.pixel_std, np.float32)[:, None, None]
+    if params.resize != RESIZE_TORCHVISION:
+        if (nh, nw) != (h, w):  # PIL's resize to the same size is the identity
+            hwc = pil_bilinear_resize(hwc, nh, nw)
+        chw = hwc.transpose(2, 0, 1).astype(np.float32)
+        if params.pixel_range != 255.0:
+            # x * range / 255: to_tensor's x / 255 for range 1; mrb's (x / 255) * 255 is exactly x
+            chw = chw * np.float32(params.pixel_range) / np.float32(255.0)
+        return np.ascontiguousarray((chw - mean) / std)
+    # (x * range / 255 - mean) / std in float32 on the full-size image, as torchvision normalizes before
+    # resizing; for range 1 the factor is float32(1 / 255), what this always multiplied by.
+    chw = hwc.transpose(2, 0, 1).astype(np.float32) * np.float32(params.pixel_range / 255.0)
     chw = (chw - mean) / std
-    nh, nw = resized_size(h, w, params)
     if (nh, nw) == (h, w):
         return np.ascontiguousarray(chw)
     return bilinear_resize_chw(chw, nh, nw)
+
+
+def pil_bilinear_resize(hwc: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """PIL's ``Image.resize((w, h), BILINEAR)`` of a uint8 HxWx3 array (antialiased when shrinking).
+
+    What maskrcnn-benchmark (``F.resize`` of a PIL image) and detectron2 (``ResizeTransform`` of a uint8
+    array) do; PIL resizes each channel alone, so the channel order does not matter. PIL is imported here
+    only, so that importing the runtime stays light.
+    """
+    from PIL import Image  # deferred: only foreign-convention models need it
+
+    pil = Image.fromarray(np.ascontiguousarray(hwc))
+    return np.asarray(pil.resize((int(out_w), int(out_h)), Image.Resampling.BILINEAR))
 
 
 def bilinear_resize_chw(chw: np.ndarray, out_h: int, out_w: int) -> np.ndarray:

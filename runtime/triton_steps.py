@@ -187,11 +187,16 @@ class PostprocessStep(Step):
             if k not in (contract.INPUT_IMAGE_SIZES, tc.ORIGINAL_SIZES)
         }
         try:
-            raw = contract.outputs_to_raw(outputs)[0]
+            raw = contract.outputs_to_raw(outputs, self.info.output_convention)[0]
         except contract.ContractError as e:
             raise StepInputError(str(e)) from None
         det = postprocess(
-            raw, tuple(resized[0]), tuple(original[0]), self.info.class_names, self.confidence_threshold
+            raw,
+            tuple(resized[0]),
+            tuple(original[0]),
+            self.info.class_names,
+            self.confidence_threshold,
+            output_convention=self.info.output_convention,
         )
         result = {
             contract.OUTPUT_BOXES: det.boxes[None],

@@ -187,7 +187,9 @@ class OnnxRuntimeBackend(Backend):
         n = len(batch)
         feeds = contract_feeds(batch, self._info, self.model_path)
         outputs = self.session.run(self._output_names, feeds)
-        return contract.outputs_to_raw(dict(zip(self._output_names, outputs)))[:n]
+        return contract.outputs_to_raw(dict(zip(self._output_names, outputs)), self.info.output_convention)[
+            :n
+        ]
 
     def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         from runtime.compute_floor import onnx_flops

@@ -155,7 +155,7 @@ class OpenVinoBackend(Backend):
                 f"{self.model_path.name}: OpenVINO inference failed: {first_line(str(e))}"
             ) from None
         outputs = {name: np.array(self._request.get_tensor(port).data) for name, port in self._ports.items()}
-        return contract.outputs_to_raw(outputs)[:n]
+        return contract.outputs_to_raw(outputs, self.info.output_convention)[:n]
 
     def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         """The ONNX graph's FLOPs (``runtime.compute_floor``): the file itself, or for an IR the ONNX it was

@@ -220,7 +220,7 @@ class TensorRTBackend(Backend):
                 for k, v in outputs.items()
             }
         self._stream.synchronize()
-        return contract.outputs_to_raw(host)
+        return contract.outputs_to_raw(host, self.info.output_convention)
 
     def synchronize(self) -> None:
         self._stream.synchronize()

@@ -29,7 +29,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
-    OPTIONS = ("config_file", "opts", "threads")
+    OPTIONS = ("config_file", "opts", "threads", "source")
 
     def __init__(
         self,
@@ -38,6 +38,7 @@ class TorchBackend(Backend):
         config_file: str | os.PathLike[str] | None = None,
         opts: Sequence[str] = (),
         threads: int | None = None,
+        source: str | None = None,
     ) -> None:
         super().__init__(model_path, device)
         try:
@@ -59,7 +60,7 @@ class TorchBackend(Backend):
         if threads is not None:  # process-wide in PyTorch: the last torch model opened decides
             torch.set_num_threads(int(threads))
         try:
-            loaded = load_trained_model(self.model_path, config_file, opts)
+            loaded = load_trained_model(self.model_path, config_file, opts, source)
         except (CheckpointError, ConfigError) as e:
             raise BackendError(f"{self.model_path}: {e}") from None
         self.cfg = loaded.cfg
@@ -90,7 +91,7 @@ class TorchBackend(Backend):
         from trainer.inference import raw_forward_batch
 
         with self._torch.inference_mode():
-            return raw_forward_batch(self.model, batch, self.device)
+            return raw_forward_batch(self.model, batch, self.device, self._info.output_convention)
 
     def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         from runtime.compute_floor import torch_flops
@@ -132,4 +133,5 @@ def model_info_for(
         detections_per_image=int(cfg.TEST.DETECTIONS_PER_IMG),
         precision="fp32",
         config_yaml=cfg.dump(),
+        output_convention=str(cfg.TEST.OUTPUT_CONVENTION),
     )

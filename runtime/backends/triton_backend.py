@@ -103,7 +103,7 @@ class TritonBackend(Backend):
             outputs = self.client.infer(self.model_name, feeds, self._outputs)
         except TritonClientError as e:
             raise BackendError(str(e)) from None
-        return contract.outputs_to_raw(outputs)
+        return contract.outputs_to_raw(outputs, self.info.output_convention)
 
     def close(self) -> None:
         self.client.close()

@@ -160,3 +160,36 @@ def test_results_format_and_user_errors() -> None:
         evaluate_coco(dataset, dets, backend="detectron")
     with pytest.raises(DatasetError, match="annotation file not found"):
         evaluate_coco("/nonexistent/gt.json", dets)
+
+
+def test_contiguous_labels_map_to_category_ids_by_name() -> None:
+    """maskrcnn-benchmark / detectron2 COCO models number the 80 classes 1..80, COCO's ids have gaps."""
+    from runtime.coco_classes import COCO_CONTIGUOUS_CLASSES, COCO_TORCHVISION_CLASSES
+    from runtime.coco_eval import categories_by_name
+    from runtime.structures import Detections
+
+    dataset = {
+        "categories": [
+            {"id": i, "name": n} for i, n in enumerate(COCO_TORCHVISION_CLASSES) if i and n != "N/A"
+        ]
+    }
+
+    def dets(names):  # noqa: ANN001, ANN202
+        return {
+            1: Detections(
+                np.zeros((0, 4), np.float32),
+                np.zeros(0, np.float32),
+                np.zeros(0, np.int64),
+                (4, 4),
+                class_names=list(names),
+            )
+        }
+
+    mapping = categories_by_name(dataset, dets(COCO_CONTIGUOUS_CLASSES))
+    assert (
+        mapping is not None and mapping[1] == 1 and mapping[12] == 13 and mapping[80] == 90
+    )  # stop sign, toothbrush
+    assert categories_by_name(dataset, dets(COCO_TORCHVISION_CLASSES)) is None  # labels are the ids already
+    assert (
+        categories_by_name(dataset, dets(["__background__", "circle"])) is None
+    )  # not this data set's names
