@@ -21,6 +21,7 @@ from calibration.cache import default_cache_path
 from calibration.errors import CalibrationError
 from exporter.errors import ExportError, VerificationError
 from exporter.onnx_export import DEFAULT_OPSET, MIN_OPSET
+from trainer.foreign import SOURCES
 
 #: the --to triton options that are fields of exporter.triton_repository.TritonOptions
 TRITON_OPTIONS = ("backend", "model_name", "max_batch_size", "instances", "max_queue_delay_us",
@@ -54,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", choices=("onnx", "tensorrt", "openvino", "triton"), default="onnx", help="target format"
     )
     p.add_argument("--config-file", type=Path, default=None,
-                   help="YAML config; default: the checkpoint's saved config, else torchvision's R-50-FPN")  # fmt: skip
+                   help="YAML config, ours or maskrcnn-benchmark's / detectron2's as they wrote it; default: the "
+                        "checkpoint's saved config, else torchvision's R-50-FPN")  # fmt: skip
+    p.add_argument("--source", choices=SOURCES, default=None,
+                   help="the project that wrote --config-file, where its keys do not tell")  # fmt: skip
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, default=None,
-                        help="our checkpoint or a plain torchvision state dict")  # fmt: skip
+                        help="our checkpoint, a plain torchvision state dict, or a maskrcnn-benchmark / detectron2 "
+                             "checkpoint (.pth, or detectron2's model-zoo .pkl) with its --config-file")  # fmt: skip
     source.add_argument("--onnx", type=Path, default=None,
                         help="--to tensorrt/openvino/triton: use this exported ONNX model instead of weights")  # fmt: skip
     p.add_argument(
@@ -196,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 weights=args.weights,
                 config_file=args.config_file,
                 opts=args.opts,
+                source=args.source,
                 opset=args.opset,
                 simplify=args.simplify,
                 static_size=args.static_size,

@@ -14,8 +14,10 @@ from trainer.loading import LoadedModel, load_trained_model
 __all__ = ["LoadedModel", "load_model"]
 
 
-def load_model(config_file: str | Path | None, weights: str | Path, opts: Sequence[str] = ()) -> LoadedModel:
+def load_model(
+    config_file: str | Path | None, weights: str | Path, opts: Sequence[str] = (), source: str | None = None
+) -> LoadedModel:
     try:
-        return load_trained_model(weights, config_file, opts)
+        return load_trained_model(weights, config_file, opts, source)
     except (CheckpointError, ConfigError) as e:
         raise ExportError(str(e)) from None

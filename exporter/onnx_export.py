@@ -177,6 +177,7 @@ def model_info(loaded: LoadedModel, wrapper: ExportableDetector, flavor: str, op
         opset=opset,
         detections_per_image=wrapper.detections_per_image,
         config_yaml=loaded.cfg.dump(),
+        output_convention=str(loaded.cfg.TEST.OUTPUT_CONVENTION),
         mask_size=wrapper.mask_size,
         keypoint_names=tuple(loaded.keypoint_names) if wrapper.has_keypoints else None,
         static_input_size=static_size,
@@ -229,8 +230,12 @@ def export_onnx(
     batch: int | None = None,
     verify: int | str | Path | None = None,
     progress: bool = True,
+    source: str | None = None,
 ) -> ExportResult:
     """Export ``weights`` to ``output``; ``verify`` is a number of generated images or a directory of images.
+
+    ``config_file`` may be ours, maskrcnn-benchmark's or detectron2's (``source`` names the project where
+    the file alone does not tell, see ``trainer.foreign``).
 
     Dynamic batch, height and width unless ``static_size`` (H, W) / ``batch`` fix them. Raises
     :class:`ExportError` for bad input and ``VerificationError`` when the model diverges from PyTorch
@@ -243,7 +248,7 @@ def export_onnx(
         from exporter.verify import verification_paths
 
         verification_paths(verify)
-    loaded = load_model(config_file, weights, opts)
+    loaded = load_model(config_file, weights, opts, source)
     check_options(flavor, opset, static_size, batch, loaded.cfg.DATALOADER.SIZE_DIVISIBILITY)
     try:
         wrapper = ExportableDetector(loaded.model, flavor)

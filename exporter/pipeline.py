@@ -83,6 +83,7 @@ class ExportOptions:
     batch: int | None = None
     verify: int | str | Path | None = None
     progress: bool = True
+    source: str | None = None  # the config's project where the file alone does not tell (trainer.foreign)
 
     def onnx_arguments(self) -> dict[str, Any]:
         """The keywords ``export_onnx`` takes from these options (all but ``verify``: each precision
@@ -435,7 +436,7 @@ def _verify(options: ExportOptions, model_path: Path, precision: str) -> Verific
     from exporter.model_loading import load_model
     from exporter.verify import verify_export
 
-    loaded = load_model(options.config_file, options.weights, options.opts)
+    loaded = load_model(options.config_file, options.weights, options.opts, options.source)
     return verify_export(
         model_path, loaded.model, options.verify, PRECISION_TOLERANCES[precision], progress=options.progress
     )

@@ -17,6 +17,8 @@ schemes and both flavors.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -39,7 +41,10 @@ from exporter import precision_passes
 from exporter.surgery import copy_metadata, edit_in_place, save_onnx_atomic
 from runtime.onnx_contract import (
     META_CALIBRATION,
+    META_FLAVOR,
     META_INT8_ACTIVATIONS,
+    META_KEYPOINT_NAMES,
+    META_MASK_SIZE,
     META_PRECISION,
     metadata_props,
     read_metadata,
@@ -268,10 +273,41 @@ def calibrate(
             augmented_model_path=str(Path(tmp) / "augmented.onnx"),
             calibrate_method=ORT_METHODS[method](),
         )
-        calibrator.collect_data(FeedsReader(images, spec, progress))
+        reader = FeedsReader(images, spec, progress)
+        if method == "minmax" or not _has_trimmed_heads(model):
+            calibrator.collect_data(reader)
+        else:
+            # The histogram collectors stack a tensor's values over the batches of one collect_data call,
+            # which fails on tensors whose size depends on the detections (the ort flavor's mask and keypoint
+            # heads run on the used slots only); one call per batch gives one array per tensor and the
+            # histograms merge. Merging re-bins, so ranges differ slightly from one call over every batch.
+            while (feeds := reader.get_next()) is not None:
+                with contextlib.redirect_stdout(io.StringIO()):  # it prints a line per call
+                    calibrator.collect_data(_OneBatch(feeds))
         ranges = calibrator.compute_data()
         save_tensors_data(ranges, Path(tmp) / "ranges.json")
         return dict(json.loads((Path(tmp) / "ranges.json").read_text()))
+
+
+def _has_trimmed_heads(model: onnx.ModelProto) -> bool:
+    """Whether per-detection heads run on a data-dependent number of slots (the ``ort`` flavor's)."""
+    meta = metadata_props(model)
+    per_detection = META_MASK_SIZE in meta or META_KEYPOINT_NAMES in meta
+    return per_detection and meta.get(META_FLAVOR) == "ort"
+
+
+class _OneBatch:
+    """A calibration data reader over one batch of feeds (ONNX Runtime's ``CalibrationDataReader`` protocol)."""
+
+    def __init__(self, feeds: dict[str, Any]) -> None:
+        self._feeds: dict[str, Any] | None = feeds
+
+    def get_next(self) -> dict[str, Any] | None:
+        feeds, self._feeds = self._feeds, None
+        return feeds
+
+    def rewind(self) -> None:  # never called for a single batch; part of the protocol
+        pass
 
 
 def convtranspose_as_conv(model: onnx.ModelProto, names: set[str]) -> dict[str, str]:

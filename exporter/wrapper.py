@@ -37,9 +37,13 @@ from torchvision.ops.poolers import MultiScaleRoIAlign
 from exporter import plugin_nodes, standard_ops
 from exporter.standard_ops import NmsResult
 from runtime.plugins.spec import BatchedNmsAttrs, MultiLevelRoiAlignAttrs
+from trainer.conventions import box_offset
 
-#: RPN's and the box head's small-box thresholds, hard-coded in torchvision
-RPN_MIN_BOX_SIZE = 1e-3
+#: RPN NMS scores outside an roi's own level column: below every probability, and below every logit a
+#: network produces while still finite in float16
+NOT_THIS_LEVEL_PROB = -1.0
+NOT_THIS_LEVEL_LOGIT = -60000.0
+#: the box head's small-box threshold, hard-coded in torchvision (its RPN's is the module's min_size)
 BOX_MIN_BOX_SIZE = 1e-2
 
 
@@ -60,13 +64,15 @@ def ops_for_flavor(flavor: str) -> DetectionOps:
 
 
 def _pooler_attrs(pooler: MultiScaleRoIAlign, spatial_scales: Sequence[float]) -> MultiLevelRoiAlignAttrs:
+    """The plugin spec's attributes of a pooler (``aligned`` and "+1" levels from imported checkpoints)."""
     size = pooler.output_size
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return MultiLevelRoiAlignAttrs(
         output_height=h,
         output_width=w,
         sampling_ratio=int(pooler.sampling_ratio),
-        aligned=0,
+        aligned=int(bool(getattr(pooler, "aligned", False))),
+        legacy_plus_one=int(bool(getattr(pooler, "legacy_plus_one", False))),
         spatial_scales=tuple(float(s) for s in spatial_scales),
         canonical_box_size=int(getattr(pooler, "canonical_scale", 224)),
         canonical_level=int(getattr(pooler, "canonical_level", 4)),
@@ -103,14 +109,23 @@ class ExportableDetector(nn.Module):
             self.keypoint_attrs = _pooler_attrs(
                 heads.keypoint_roi_pool, infer_spatial_scales(model, heads.keypoint_roi_pool)
             )
+        # the box convention of imported checkpoints (trainer.conventions): 1 for Detectron's "+1" boxes
+        self.box_offset = box_offset(heads.box_coder)
+        anchor_strides = getattr(rpn.anchor_generator, "strides", None)
+        self.anchor_strides = None if anchor_strides is None else tuple(int(v) for v in anchor_strides)
+        self.rank_by_probability = bool(getattr(rpn, "rank_by_probability", False))
+        self.nms_on_logits = bool(getattr(rpn, "nms_on_logits", False))
+        if self.nms_on_logits and self.rank_by_probability:
+            raise NotImplementedError("an RPN that ranks by probability but suppresses by logits")
         self.pre_nms_top_n = int(rpn._pre_nms_top_n["testing"])
         self.post_nms_top_n = int(rpn._post_nms_top_n["testing"])
         self.rpn_score_thresh = float(rpn.score_thresh)
         self.rpn_nms = BatchedNmsAttrs(
-            # scores are sigmoid probabilities (>= 0) in the roi's level column and -1 elsewhere
-            score_threshold=-0.5,
+            # scores are sigmoid probabilities (>= 0; logits for detectron2's) in the roi's level column and
+            # NOT_THIS_LEVEL elsewhere
+            score_threshold=NOT_THIS_LEVEL_LOGIT / 2 if self.nms_on_logits else NOT_THIS_LEVEL_PROB / 2,
             iou_threshold=float(rpn.nms_thresh),
-            min_box_size=RPN_MIN_BOX_SIZE,
+            min_box_size=float(rpn.min_size),
             pre_nms_top_k=-1,
             keep_top_k=self.post_nms_top_n,
             background_class=-1,
@@ -118,7 +133,7 @@ class ExportableDetector(nn.Module):
         self.box_nms = BatchedNmsAttrs(
             score_threshold=float(heads.score_thresh),
             iou_threshold=float(heads.nms_thresh),
-            min_box_size=BOX_MIN_BOX_SIZE,
+            min_box_size=float(getattr(heads, "min_size", BOX_MIN_BOX_SIZE)),
             pre_nms_top_k=-1,
             keep_top_k=int(heads.detections_per_img),
             background_class=0,
@@ -174,10 +189,12 @@ class ExportableDetector(nn.Module):
         max-pooled level of an 800-row image is 13 rows, stride 61).
         """
         base = getattr(self, f"cell_anchors_{level}")
-        image_h, image_w = images.shape[-2], images.shape[-1]
         grid_h, grid_w = feature.shape[-2], feature.shape[-1]
-        stride_h = image_h // grid_h
-        stride_w = image_w // grid_w
+        if self.anchor_strides is not None:  # imported checkpoints: the source's fixed stride per level
+            stride_h = stride_w = self.anchor_strides[level]
+        else:
+            stride_h = images.shape[-2] // grid_h
+            stride_w = images.shape[-1] // grid_w
         shift_x = (torch.arange(grid_w) * stride_w).to(torch.float32)
         shift_y = (torch.arange(grid_h) * stride_h).to(torch.float32)
         sy, sx = torch.meshgrid(shift_y, shift_x, indexing="ij")
@@ -196,25 +213,32 @@ class ExportableDetector(nn.Module):
             logits = obj.permute(0, 2, 3, 1).reshape(batch, -1)  # (y, x, anchor) order
             delta = delta.reshape(batch, num_anchors, 4, delta.shape[-2], delta.shape[-1])
             delta = delta.permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
-            # pad so top-k is valid on levels with fewer anchors than pre_nms_top_n; padding stays -inf
-            padding = torch.full_like(logits[:, :1], neg_inf).expand(-1, self.pre_nms_top_n)
-            padded = torch.cat([logits, padding], dim=1)
-            top, index = padded.topk(self.pre_nms_top_n, dim=1)
+            # ranked by logits, or by probabilities (>= 0) as maskrcnn-benchmark ranks them
+            rank, pad = (torch.sigmoid(logits), -1.0) if self.rank_by_probability else (logits, neg_inf)
+            # pad so top-k is valid on levels with fewer anchors than pre_nms_top_n; padding stays `pad`
+            padding = torch.full_like(rank[:, :1], pad).expand(-1, self.pre_nms_top_n)
+            top, index = torch.cat([rank, padding], dim=1).topk(self.pre_nms_top_n, dim=1)
+            if self.rank_by_probability:  # padding: -inf from here on, as for logits
+                top = torch.where(top > pad, top, torch.full_like(top, neg_inf))
             index = torch.where(top > neg_inf, index, torch.zeros_like(index))
             anchors = self.anchors(images, obj, level)[index]  # [B, k, 4]
             delta = delta.gather(1, index[..., None].expand(-1, -1, 4))
             boxes = rpn.box_coder.decode_single(delta.reshape(-1, 4), anchors.reshape(-1, 4))
             boxes_l.append(boxes.reshape(batch, -1, 4))
             logits_l.append(top)
-        boxes = clip_to_images(torch.cat(boxes_l, dim=1), image_sizes)
-        logits = torch.cat(logits_l, dim=1)  # [B, L*k]
-        prob = torch.sigmoid(logits)
-        valid = (logits > neg_inf) & (prob >= self.rpn_score_thresh)
+        boxes = clip_to_images(torch.cat(boxes_l, dim=1), image_sizes, self.box_offset)
+        top = torch.cat(logits_l, dim=1)  # [B, L*k], logits or probabilities, -inf in padding
+        prob = top if self.rank_by_probability else torch.sigmoid(top)
+        valid = (top > neg_inf) & (prob >= self.rpn_score_thresh)
         # one NMS "class" per level: the roi's probability in its level's column, -1 elsewhere
         level_of = torch.arange(self.num_rpn_levels).repeat_interleave(self.pre_nms_top_n)
         onehot = level_of[:, None] == torch.arange(self.num_rpn_levels)[None, :]  # [L*k, L] constant
-        scores = torch.where(onehot[None] & valid[..., None], prob[..., None], -1.0)
-        kept = self.ops.batched_nms(boxes, scores, self.rpn_nms)
+        if self.nms_on_logits:  # top holds logits (detectron2 ranks by them too)
+            score, elsewhere = top, NOT_THIS_LEVEL_LOGIT
+        else:
+            score, elsewhere = prob, NOT_THIS_LEVEL_PROB
+        scores = torch.where(onehot[None] & valid[..., None], score[..., None], elsewhere)
+        kept = self.nms(boxes, scores, self.rpn_nms)
         slot = torch.arange(self.post_nms_top_n)[None, :]
         return kept.boxes, slot < kept.num_detections.to(torch.int64)[:, None]
 
@@ -230,12 +254,30 @@ class ExportableDetector(nn.Module):
         class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
         num_classes = class_logits.shape[-1]
         boxes = heads.box_coder.decode_single(box_regression, proposals.reshape(-1, 4))
-        boxes = clip_to_images(boxes.reshape(batch, -1, 4), image_sizes).reshape(
+        boxes = clip_to_images(boxes.reshape(batch, -1, 4), image_sizes, self.box_offset).reshape(
             batch, num_rois, num_classes, 4
         )
         scores = torch.softmax(class_logits, -1).reshape(batch, num_rois, num_classes)
         scores = torch.where(proposal_valid[..., None], scores, -1.0)
-        return self.ops.batched_nms(boxes, scores, self.box_nms)
+        return self.nms(boxes, scores, self.box_nms)
+
+    def nms(self, boxes: Tensor, scores: Tensor, attrs: BatchedNmsAttrs) -> NmsResult:
+        """The flavor's batched NMS; under the "+1" convention on boxes grown by one pixel at x2 and y2.
+
+        Growing them makes the op's IoU and its size filter Detectron's ("+1" widths) exactly; the kept
+        boxes are then gathered from the given ones, so they come out unshifted, bit for bit.
+        """
+        if not self.box_offset:
+            return self.ops.batched_nms(boxes, scores, attrs)
+        shift = torch.tensor([0.0, 0.0, self.box_offset, self.box_offset], dtype=boxes.dtype)
+        kept = self.ops.batched_nms(boxes + shift, scores, attrs)
+        index = kept.indices.to(torch.int64).clamp(min=0)
+        if boxes.dim() == 4:  # one box per class: position n * C + c
+            index = index * boxes.shape[2] + kept.classes.to(torch.int64).clamp(min=0)
+        flat = boxes.reshape(boxes.shape[0], -1, 4)
+        exact = flat.gather(1, index[..., None].expand(-1, -1, 4))
+        valid = (kept.classes >= 0)[..., None]
+        return kept._replace(boxes=torch.where(valid, exact, torch.zeros_like(exact)))
 
     def _pool_kept(
         self, features: dict[str, Tensor], dets: NmsResult, names: list[str], attrs: Any
@@ -308,9 +350,12 @@ class ExportableDetector(nn.Module):
         )
 
 
-def clip_to_images(boxes: Tensor, image_sizes: Tensor) -> Tensor:
-    """Clip [B, N, 4] boxes to each image's own (h, w), as ``clip_boxes_to_image`` does per image."""
+def clip_to_images(boxes: Tensor, image_sizes: Tensor, offset: float = 0.0) -> Tensor:
+    """Clip [B, N, 4] boxes to each image's own (h, w), as ``clip_boxes_to_image`` does per image;
+    to (h - 1, w - 1) under the "+1" convention (``offset`` 1)."""
     sizes = image_sizes.to(boxes.dtype)
+    if offset:
+        sizes = sizes - offset
     h = sizes[:, 0].reshape(-1, 1)
     w = sizes[:, 1].reshape(-1, 1)
     zero = torch.zeros_like(h)

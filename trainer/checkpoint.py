@@ -167,10 +167,10 @@ def load_model_weights(
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        for what, names in (("missing", missing), ("unexpected", unexpected)):
+            if names:
+                more = f", ... ({len(names)} in all)" if len(names) > 5 else ""
+                parts.append(f"{what}: {', '.join(names[:5])}{more}")
         raise CheckpointError(
             "the weights' parameter names don't match this config's model: "
             + ", ".join(parts)

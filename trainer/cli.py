@@ -8,11 +8,18 @@ import logging
 import sys
 from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError
+from .foreign import SOURCES, load_any_config
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config-file", required=True, help="YAML config (see configs/)")
+    p.add_argument(
+        "--config-file",
+        required=True,
+        help="YAML config (see configs/), or a maskrcnn-benchmark / detectron2 config as that project wrote it",
+    )
+    p.add_argument("--source", choices=SOURCES, default=None,
+                   help="the project that wrote --config-file, where its keys do not tell")  # fmt: skip
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, e.g. SOLVER.MAX_ITER 100")
 
 
@@ -30,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--skip-test", action="store_true", help="don't evaluate the final model")
     e = sub.add_parser("eval", help="COCO bbox/segm/keypoint AP of a checkpoint on DATASETS.TEST")
     _add_config_args(e)
-    e.add_argument("--weights", required=True, help="checkpoint of ours or a plain torchvision state dict")
+    e.add_argument("--weights", required=True,
+                   help="checkpoint of ours, a plain torchvision state dict, or a maskrcnn-benchmark / detectron2 "
+                        "checkpoint (.pth or .pkl) with its config")  # fmt: skip
     e.add_argument("--max-images", type=int, default=None)
     e.add_argument("--json", type=Path, default=None, help="also write the metrics here")
     sub.add_parser("make-shapes", help="generate the embedded shapes data set", add_help=False)
@@ -48,18 +57,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .engine import train
     from .evaluation import evaluate_model, summarize
 
-    cfg = load_config(args.config_file, args.opts)
+    cfg = load_any_config(args.config_file, args.opts, args.source).cfg
     final = train(cfg, resume=not args.no_resume, skip_class_heads=args.skip_class_heads)
     print(f"final checkpoint: {final}")
     if not args.skip_test and cfg.DATASETS.TEST:
-        from .checkpoint import load_checkpoint_file, load_model_weights
         from .datasets import build_dataset
         from .engine import init_distributed
+        from .loading import load_weights_into, read_weights
         from .model import build_model
 
         if init_distributed(cfg.MODEL.DEVICE).is_main:
             model = build_model(cfg, train=False)
-            load_model_weights(model, load_checkpoint_file(final)["model"])
+            load_weights_into(model, cfg, read_weights(final)["model"])
             metrics = {}
             for name in cfg.DATASETS.TEST:
                 result = evaluate_model(model, cfg, build_dataset(name, cfg.DATASETS.ROOT, train=False))
@@ -70,14 +79,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint_file, load_model_weights
     from .datasets import build_dataset
     from .evaluation import evaluate_model, summarize
-    from .model import build_model
+    from .loading import load_trained_model
 
-    cfg = load_config(args.config_file, args.opts)
-    model = build_model(cfg, train=False).to(cfg.MODEL.DEVICE)
-    load_model_weights(model, load_checkpoint_file(args.weights)["model"])
+    # the model's own class names: an imported COCO model numbers COCO's classes 1..80, not by category id
+    loaded = load_trained_model(args.weights, args.config_file, args.opts, args.source)
+    cfg, model = loaded.cfg, loaded.model.to(loaded.cfg.MODEL.DEVICE)
     out = {}
     for name in cfg.DATASETS.TEST:
         result = evaluate_model(
@@ -86,6 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             build_dataset(name, cfg.DATASETS.ROOT, train=False),
             device=cfg.MODEL.DEVICE,
             max_images=args.max_images,
+            class_names=loaded.class_names,
         )
         _print_metrics(name, result)
         out[name] = summarize(result)

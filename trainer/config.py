@@ -28,6 +28,12 @@ _C.MODEL.DEVICE = "cpu"
 _C.MODEL.WEIGHT = ""
 _C.MODEL.MASK_ON = True
 _C.MODEL.KEYPOINT_ON = False
+# the project whose conventions the model follows: "" (torchvision's, ours), "maskrcnn-benchmark" or
+# "detectron2"; set by the import of their configs (trainer.foreign), recorded so every later step knows
+_C.MODEL.SOURCE = ""
+# Detectron's "+1" box convention (maskrcnn-benchmark): widths are x2 - x1 + 1 in the box coder, the RPN's
+# size filter, NMS overlaps and the FPN level of an roi, and boxes clip to [0, size - 1]
+_C.MODEL.LEGACY_PLUS_ONE = False
 
 _C.MODEL.BACKBONE = CN()
 # "R-50-FPN" (torchvision-compatible), "R-18-FPN", "MNV3-FPN" (MobileNetV3-Large FPN)
@@ -42,6 +48,11 @@ _C.MODEL.BACKBONE.OUT_CHANNELS = 256
 _C.MODEL.BACKBONE.BASE_WIDTH = 64
 # normalization inside FPN and heads: "" (none, torchvision's) or "GN"
 _C.MODEL.BACKBONE.HEAD_NORM = ""
+# channels of the ResNet stem when they differ from BASE_WIDTH (0: the same), as in narrowed imported ResNets
+_C.MODEL.BACKBONE.STEM_WIDTH = 0
+# stride 2 on the 1x1 conv of a stage's first bottleneck (maskrcnn-benchmark, detectron2, Caffe2's MSRA
+# ResNets) instead of torchvision's 3x3: same weights' shapes, different features
+_C.MODEL.BACKBONE.STRIDE_IN_1X1 = False
 
 
 def _sampling(
@@ -58,8 +69,19 @@ def _sampling(
 
 
 def _pooler(resolution: int, sampling_ratio: int = 2, **head: Any) -> CN:
-    """An ROI head section: the pooler keys every head has, then the head's own (``head``, in order)."""
-    return CN({"POOLER_RESOLUTION": resolution, "POOLER_SAMPLING_RATIO": sampling_ratio, **head})
+    """An ROI head section: the pooler keys every head has, then the head's own (``head``, in order).
+
+    ``POOLER_ALIGNED`` is ROIAlign's half-pixel ``aligned=True`` (detectron2's ROIAlignV2); torchvision's
+    poolers are ``aligned=False``.
+    """
+    return CN(
+        {
+            "POOLER_RESOLUTION": resolution,
+            "POOLER_SAMPLING_RATIO": sampling_ratio,
+            **head,
+            "POOLER_ALIGNED": False,
+        }
+    )
 
 
 _C.MODEL.RPN = CN(
@@ -72,6 +94,20 @@ _C.MODEL.RPN = CN(
         "POST_NMS_TOP_N_TEST": 1000,
         "NMS_THRESH": 0.7,
         **_sampling(fg_iou=0.7, bg_iou=0.3, batch_size=256, positive_fraction=0.5, score=0.0),
+        # proposals keep width and height >= MIN_SIZE (torchvision: 1e-3; -inf keeps every box)
+        "MIN_SIZE": 1e-3,
+        # anchor stride per level; () is torchvision's rule (padded image size // feature size, which makes
+        # the pooled level's stride 61 on an 800-row input), imported models use their fixed strides
+        "ANCHOR_STRIDE": (),
+        # cell anchors: "torchvision" (centred at 0, rounded), "detectron" (maskrcnn-benchmark: Detectron's
+        # (0, 0, s-1, s-1) base with rounded sides), "detectron2" (centred at 0, not rounded)
+        "ANCHOR_STYLE": "torchvision",
+        # rank proposals by sigmoid probability (maskrcnn-benchmark) instead of logits (torchvision, detectron2):
+        # the same order except where float32 probabilities tie (logits above ~16 all give 1.0)
+        "RANK_BY_PROBABILITY": False,
+        # suppress by logits (detectron2) instead of probabilities (torchvision, maskrcnn-benchmark): where
+        # probabilities tie in float32, the order NMS visits boxes is otherwise up to the implementation
+        "NMS_ON_LOGITS": False,
     }
 )
 _C.MODEL.ROI_HEADS = CN(
@@ -79,6 +115,9 @@ _C.MODEL.ROI_HEADS = CN(
         "NUM_CLASSES": 91,
         **_sampling(fg_iou=0.5, bg_iou=0.5, batch_size=512, positive_fraction=0.25, score=0.05),
         "NMS": 0.5,
+        # detections keep width and height >= MIN_SIZE before NMS (torchvision: 1e-2; -inf keeps every box)
+        "MIN_SIZE": 1e-2,
+        "BBOX_REG_WEIGHTS": (10.0, 10.0, 5.0, 5.0),
     }
 )
 _C.MODEL.ROI_BOX_HEAD = _pooler(7, MLP_HEAD_DIM=1024)
@@ -94,6 +133,11 @@ _C.INPUT.MAX_SIZE_TEST = 1333
 _C.INPUT.PIXEL_MEAN = (0.485, 0.456, 0.406)
 _C.INPUT.PIXEL_STD = (0.229, 0.224, 0.225)
 _C.INPUT.HORIZONTAL_FLIP_PROB_TRAIN = 0.5
+# BGR pixels in 0..255 (maskrcnn-benchmark's and detectron2's input); PIXEL_MEAN/STD are then BGR 0..255 values
+_C.INPUT.TO_BGR255 = False
+# test-time resize: "torchvision" (normalize, then float bilinear; floor of the scaled sides), or the PIL
+# bilinear resize of the uint8 image with "maskrcnn-benchmark"'s or "detectron2"'s size rule
+_C.INPUT.RESIZE = "torchvision"
 
 _C.DATASETS = CN()
 _C.DATASETS.TRAIN = ("coco_2017_train",)
@@ -136,6 +180,10 @@ _C.SOLVER.SEED = 0
 _C.TEST = CN()
 _C.TEST.IMS_PER_BATCH = 8
 _C.TEST.DETECTIONS_PER_IMG = 100
+# host-side finishing: "torchvision", "maskrcnn-benchmark" (torchvision's mask pasting, keypoint heatmaps
+# resized by OpenCV's bicubic) or "detectron2" (boxes clipped to the image and empty ones dropped after
+# rescaling, masks pasted with grid_sample)
+_C.TEST.OUTPUT_CONVENTION = "torchvision"
 
 _C.OUTPUT_DIR = "output"
 
@@ -251,7 +299,8 @@ def _assign(cfg: CN, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def merge_from_file(cfg: CN, path: str | Path) -> None:
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML config file's top-level mapping, or a ConfigError saying why it is not one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -261,7 +310,11 @@ def merge_from_file(cfg: CN, path: str | Path) -> None:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
-    _merge_dict(cfg, data, str(path))
+    return data
+
+
+def merge_from_file(cfg: CN, path: str | Path) -> None:
+    _merge_dict(cfg, read_yaml_mapping(path), str(path))
 
 
 def merge_from_list(cfg: CN, opts: Sequence[str]) -> None:
@@ -287,7 +340,14 @@ def load_config(config_file: str | Path | None = None, opts: Sequence[str] = ())
     return cfg
 
 
-_CONV_BODIES = ("R-50-FPN", "R-18-FPN", "MNV3-FPN")
+_CONV_BODIES = ("R-50-FPN", "R-101-FPN", "R-18-FPN", "MNV3-FPN")
+#: keys whose value is one of a few names
+_CHOICES = {
+    "MODEL.SOURCE": ("", "maskrcnn-benchmark", "detectron2"),
+    "MODEL.RPN.ANCHOR_STYLE": ("torchvision", "detectron", "detectron2"),
+    "INPUT.RESIZE": ("torchvision", "maskrcnn-benchmark", "detectron2"),
+    "TEST.OUTPUT_CONVENTION": ("torchvision", "maskrcnn-benchmark", "detectron2"),
+}
 _NORMS = ("FrozenBN", "BN", "GN")
 
 
@@ -302,9 +362,9 @@ def validate(cfg: CN) -> None:
             f"MODEL.BACKBONE.NORM {cfg.MODEL.BACKBONE.NORM!r} is not one of {', '.join(_NORMS)}"
         )
     width = cfg.MODEL.BACKBONE.BASE_WIDTH
-    if width != 64 and (width < 8 or width % 8 or not cfg.MODEL.BACKBONE.CONV_BODY.startswith("R-")):
+    if width != 64 and (width < 1 or not cfg.MODEL.BACKBONE.CONV_BODY.startswith("R-")):
         raise ConfigError(
-            f"MODEL.BACKBONE.BASE_WIDTH must be a multiple of 8 (at least 8) and only applies to ResNets; got "
+            f"MODEL.BACKBONE.BASE_WIDTH must be positive and only applies to ResNets; got "
             f"{width} with MODEL.BACKBONE.CONV_BODY {cfg.MODEL.BACKBONE.CONV_BODY!r}"
         )
     if cfg.MODEL.BACKBONE.HEAD_NORM not in ("", "GN"):
@@ -328,6 +388,31 @@ def validate(cfg: CN) -> None:
         )
     if len(cfg.INPUT.PIXEL_MEAN) != 3 or len(cfg.INPUT.PIXEL_STD) != 3:
         raise ConfigError("INPUT.PIXEL_MEAN and INPUT.PIXEL_STD need 3 values (R, G, B)")
+    for key, choices in _CHOICES.items():
+        value = _lookup(cfg, key)
+        if value not in choices:
+            raise ConfigError(f"{key} {value!r} is not one of {', '.join(repr(c) for c in choices)}")
+    rpn = cfg.MODEL.RPN
+    if cfg.MODEL.BACKBONE.STRIDE_IN_1X1 and cfg.MODEL.BACKBONE.CONV_BODY not in ("R-50-FPN", "R-101-FPN"):
+        raise ConfigError(
+            "MODEL.BACKBONE.STRIDE_IN_1X1 applies to bottleneck ResNets (R-50-FPN, R-101-FPN), not "
+            f"{cfg.MODEL.BACKBONE.CONV_BODY!r}"
+        )
+    if len(cfg.MODEL.ROI_HEADS.BBOX_REG_WEIGHTS) != 4:
+        raise ConfigError(
+            f"MODEL.ROI_HEADS.BBOX_REG_WEIGHTS needs 4 values, got {cfg.MODEL.ROI_HEADS.BBOX_REG_WEIGHTS}"
+        )
+    strides = tuple(rpn.ANCHOR_STRIDE)
+    if any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in strides):
+        raise ConfigError(f"MODEL.RPN.ANCHOR_STRIDE holds positive integers, got {strides}")
+    if strides and cfg.MODEL.BACKBONE.CONV_BODY.startswith("R-") and len(strides) != 5:
+        raise ConfigError(f"MODEL.RPN.ANCHOR_STRIDE needs one stride per RPN level (5: P2-P6), got {strides}")
+    if rpn.ANCHOR_STYLE == "detectron" and not strides:
+        raise ConfigError(
+            "MODEL.RPN.ANCHOR_STYLE 'detectron' needs MODEL.RPN.ANCHOR_STRIDE (its base box is the stride)"
+        )
+    if cfg.MODEL.BACKBONE.STEM_WIDTH < 0:
+        raise ConfigError(f"MODEL.BACKBONE.STEM_WIDTH must be >= 0, got {cfg.MODEL.BACKBONE.STEM_WIDTH}")
     if cfg.SOLVER.IMS_PER_BATCH < 1 or cfg.TEST.IMS_PER_BATCH < 1:
         raise ConfigError("SOLVER.IMS_PER_BATCH and TEST.IMS_PER_BATCH must be at least 1")
 

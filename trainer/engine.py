@@ -273,7 +273,9 @@ def _restore_state(
             logger.info("resumed from %s at iteration %d", resume_from, start_iter)
         return start_iter
     if cfg.MODEL.WEIGHT:
-        load_model_weights(model, load_checkpoint_file(cfg.MODEL.WEIGHT)["model"], skip_class_heads)
+        from .loading import load_weights_into, read_weights
+
+        load_weights_into(model, cfg, read_weights(cfg.MODEL.WEIGHT)["model"], skip_class_heads)
         if info.is_main:
             logger.info("initialized from %s", cfg.MODEL.WEIGHT)
     return 0

@@ -7,6 +7,7 @@ the same weights, because it is the same code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypedDict
 
@@ -50,6 +51,9 @@ class InferenceOptions(TypedDict, total=False):
     device: torch.device | str
     max_images: int | None
     progress: bool
+    #: the model's class names (index = label), when they are not the data set's category names by id, as
+    #: for an imported model's contiguous COCO classes; COCO evaluation then maps them to ids by name
+    class_names: Sequence[str] | None
 
 
 @torch.no_grad()
@@ -60,6 +64,7 @@ def run_inference(
     device: torch.device | str = "cpu",
     max_images: int | None = None,
     progress: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> tuple[dict[int, Detections], float]:
     """Detections for every image of ``dataset`` (original pixels), and the mean seconds per image.
 
@@ -68,7 +73,7 @@ def run_inference(
     """
     was_training = model.training
     model.eval()
-    info = model_info_for(cfg, dataset.class_names)
+    info = model_info_for(cfg, class_names or dataset.class_names)
     predictor = Predictor(TorchBackend.from_model(model, info, str(device)), confidence_threshold=0.0)
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     batches = list(batched(range(n), cfg.TEST.IMS_PER_BATCH))

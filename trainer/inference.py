@@ -31,10 +31,15 @@ def preprocess_params(cfg: CfgNode) -> PreprocessParams:
         pixel_mean=tuple(cfg.INPUT.PIXEL_MEAN),
         pixel_std=tuple(cfg.INPUT.PIXEL_STD),
         size_divisibility=cfg.DATALOADER.SIZE_DIVISIBILITY,
+        input_format="BGR" if cfg.INPUT.TO_BGR255 else "RGB",
+        pixel_range=255.0 if cfg.INPUT.TO_BGR255 else 1.0,
+        resize=cfg.INPUT.RESIZE,
     )
 
 
-def _to_raw(det: dict[str, torch.Tensor], heatmaps: torch.Tensor | None) -> RawDetections:
+def _to_raw(
+    det: dict[str, torch.Tensor], heatmaps: torch.Tensor | None, output_convention: str
+) -> RawDetections:
     masks = det.get("masks")
     boxes = det["boxes"].float().cpu().numpy()
     return RawDetections(
@@ -42,7 +47,9 @@ def _to_raw(det: dict[str, torch.Tensor], heatmaps: torch.Tensor | None) -> RawD
         scores=det["scores"].float().cpu().numpy(),
         labels=det["labels"].cpu().numpy().astype(np.int64),
         masks=None if masks is None else masks[:, 0].float().cpu().numpy(),
-        keypoints=None if heatmaps is None else heatmaps_to_keypoints(heatmaps.float().cpu().numpy(), boxes),
+        keypoints=None
+        if heatmaps is None
+        else heatmaps_to_keypoints(heatmaps.float().cpu().numpy(), boxes, output_convention),
     )
 
 
@@ -73,20 +80,27 @@ def _keypoint_heatmaps(
 
 @torch.no_grad()
 def raw_forward(
-    model: nn.Module, images: torch.Tensor, image_sizes: list[tuple[int, int]]
+    model: nn.Module,
+    images: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
+    output_convention: str = "torchvision",
 ) -> list[RawDetections]:
-    """Backbone, RPN and ROI heads on an already pre-processed batch (the ONNX contract's inputs)."""
+    """Backbone, RPN and ROI heads on an already pre-processed batch (the ONNX contract's inputs);
+    keypoints decoded in the model's ``output_convention`` (``runtime.postprocess``)."""
     image_list = ImageList(images, [(int(h), int(w)) for h, w in image_sizes])
     features = model.backbone(images)
     proposals, _ = model.rpn(image_list, features)
     detections, heatmaps = _keypoint_heatmaps(
         model, lambda: model.roi_heads(features, proposals, image_list.image_sizes)[0]
     )
-    return [_to_raw(d, h) for d, h in zip(detections, heatmaps)]
+    return [_to_raw(d, h, output_convention) for d, h in zip(detections, heatmaps)]
 
 
 def raw_forward_batch(
-    model: nn.Module, batch: PreprocessedBatch, device: torch.device | str = "cpu"
+    model: nn.Module,
+    batch: PreprocessedBatch,
+    device: torch.device | str = "cpu",
+    output_convention: str = "torchvision",
 ) -> list[RawDetections]:
     images = torch.from_numpy(batch.images).to(device)
-    return raw_forward(model, images, [tuple(s) for s in batch.image_sizes.tolist()])
+    return raw_forward(model, images, [tuple(s) for s in batch.image_sizes.tolist()], output_convention)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
+from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
@@ -25,6 +26,15 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 from yacs.config import CfgNode
 
+from .conventions import (
+    BGR255Transform,
+    ConventionAnchorGenerator,
+    ConventionRoIHeads,
+    ConventionRPN,
+    PlusOneBoxCoder,
+    adopt,
+    cell_anchors,
+)
 from .roi_pooling import TrainingMultiScaleRoIAlign
 
 NormFactory = Callable[[int], nn.Module]
@@ -67,13 +77,19 @@ class _ScaledResNet(ResNet):
     """
 
     def __init__(
-        self, block: type[BasicBlock | Bottleneck], layers: list[int], base_width: int, norm: NormFactory
+        self,
+        block: type[BasicBlock | Bottleneck],
+        layers: list[int],
+        base_width: int,
+        norm: NormFactory,
+        stem_width: int = 0,
     ):
         nn.Module.__init__(self)
         self._norm_layer = norm
-        self.inplanes, self.dilation, self.groups, self.base_width = base_width, 1, 1, 64
-        self.conv1 = nn.Conv2d(3, base_width, kernel_size=7, stride=2, padding=3, bias=False)
-        self.bn1 = norm(base_width)
+        stem_width = stem_width or base_width
+        self.inplanes, self.dilation, self.groups, self.base_width = stem_width, 1, 1, 64
+        self.conv1 = nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, base_width, layers[0])
@@ -92,7 +108,24 @@ class _ScaledResNet(ResNet):
                 nn.init.constant_(m.bias, 0)
 
 
-_RESNETS = {"R-50-FPN": (Bottleneck, [3, 4, 6, 3]), "R-18-FPN": (BasicBlock, [2, 2, 2, 2])}
+_RESNETS = {
+    "R-50-FPN": (Bottleneck, [3, 4, 6, 3]),
+    "R-101-FPN": (Bottleneck, [3, 4, 23, 3]),
+    "R-18-FPN": (BasicBlock, [2, 2, 2, 2]),
+}
+
+
+def _stride_in_1x1(net: ResNet) -> None:
+    """Move each stage's stride from the first bottleneck's 3x3 conv to its 1x1 (MSRA / Caffe2 ResNets).
+
+    The weights' shapes are the same either way, so this is a config fact, never inferred from a checkpoint.
+    """
+    for stage in (net.layer2, net.layer3, net.layer4):
+        first = stage[0]
+        if not isinstance(first, Bottleneck):
+            raise ValueError("MODEL.BACKBONE.STRIDE_IN_1X1 applies to bottleneck ResNets (R-50, R-101) only")
+        stride = first.conv2.stride
+        first.conv1.stride, first.conv2.stride = stride, (1, 1)
 
 
 def build_backbone(cfg: CfgNode) -> nn.Module:
@@ -102,7 +135,11 @@ def build_backbone(cfg: CfgNode) -> nn.Module:
     out_channels = cfg.MODEL.BACKBONE.OUT_CHANNELS
     fpn_norm = _norm_layer("GN") if cfg.MODEL.BACKBONE.HEAD_NORM == "GN" else None
     if conv_body in _RESNETS:
-        net = _ScaledResNet(*_RESNETS[conv_body], cfg.MODEL.BACKBONE.BASE_WIDTH, norm)
+        net = _ScaledResNet(
+            *_RESNETS[conv_body], cfg.MODEL.BACKBONE.BASE_WIDTH, norm, cfg.MODEL.BACKBONE.STEM_WIDTH
+        )
+        if cfg.MODEL.BACKBONE.STRIDE_IN_1X1:
+            _stride_in_1x1(net)
         _freeze_resnet(net, cfg.MODEL.BACKBONE.TRAINABLE_LAYERS)
         stage_channels = [net.inplanes // 8, net.inplanes // 4, net.inplanes // 2, net.inplanes]
         return_layers = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
@@ -162,6 +199,7 @@ def build_model(cfg: CfgNode, train: bool = False) -> nn.Module:
         **_box_args(cfg, names, backbone.out_channels, head_norm),
     }
     model = _assemble(cfg, backbone, names, head_norm, common)
+    _apply_conventions(model, cfg, num_levels=len(names) + 1)
     configure_transform(model, cfg, train)
     model.train(train)
     return model
@@ -215,6 +253,17 @@ def _sampling_args(prefix: str, node: CfgNode) -> dict[str, Any]:
     }
 
 
+def _pooler(cfg: CfgNode, names: list[str], head: CfgNode) -> TrainingMultiScaleRoIAlign:
+    """One ROI head section's pooler (resolution, sampling, ``aligned``, the "+1" level mapping)."""
+    return TrainingMultiScaleRoIAlign(
+        names,
+        head.POOLER_RESOLUTION,
+        head.POOLER_SAMPLING_RATIO,
+        aligned=head.POOLER_ALIGNED,
+        legacy_plus_one=cfg.MODEL.LEGACY_PLUS_ONE,
+    )
+
+
 def _box_head(cfg: CfgNode, out_ch: int, head_norm: NormFactory | None) -> nn.Module:
     box = cfg.MODEL.ROI_BOX_HEAD
     if head_norm is None:
@@ -233,7 +282,7 @@ def _box_args(cfg: CfgNode, names: list[str], out_ch: int, head_norm: NormFactor
     box = cfg.MODEL.ROI_BOX_HEAD
     rh = cfg.MODEL.ROI_HEADS
     return dict(
-        box_roi_pool=TrainingMultiScaleRoIAlign(names, box.POOLER_RESOLUTION, box.POOLER_SAMPLING_RATIO),
+        box_roi_pool=_pooler(cfg, names, box),
         box_head=_box_head(cfg, out_ch, head_norm),
         box_predictor=FastRCNNPredictor(box.MLP_HEAD_DIM, rh.NUM_CLASSES),
         box_nms_thresh=rh.NMS,
@@ -246,7 +295,7 @@ def _mask_args(cfg: CfgNode, names: list[str], out_ch: int, head_norm: NormFacto
     m = cfg.MODEL.ROI_MASK_HEAD
     layers = tuple(m.CONV_LAYERS)
     return dict(
-        mask_roi_pool=TrainingMultiScaleRoIAlign(names, m.POOLER_RESOLUTION, m.POOLER_SAMPLING_RATIO),
+        mask_roi_pool=_pooler(cfg, names, m),
         mask_head=MaskRCNNHeads(out_ch, layers, 1, norm_layer=head_norm),
         mask_predictor=MaskRCNNPredictor(layers[-1], layers[-1], cfg.MODEL.ROI_HEADS.NUM_CLASSES),
     )
@@ -256,7 +305,7 @@ def _keypoint_args(cfg: CfgNode, names: list[str], out_ch: int) -> dict[str, Any
     k = cfg.MODEL.ROI_KEYPOINT_HEAD
     layers = tuple(k.CONV_LAYERS)
     return dict(
-        keypoint_roi_pool=TrainingMultiScaleRoIAlign(names, k.POOLER_RESOLUTION, k.POOLER_SAMPLING_RATIO),
+        keypoint_roi_pool=_pooler(cfg, names, k),
         keypoint_head=KeypointRCNNHeads(out_ch, layers),
         keypoint_predictor=KeypointRCNNPredictor(layers[-1], k.NUM_KEYPOINTS),
     )
@@ -276,6 +325,63 @@ def _assemble(
     if cfg.MODEL.KEYPOINT_ON:
         return KeypointRCNN(backbone, num_classes=None, **_keypoint_args(cfg, names, out_ch), **common)
     return FasterRCNN(backbone, num_classes=None, **common)
+
+
+def _uses_conventions(cfg: CfgNode) -> bool:
+    """Whether any convention key differs from torchvision's (then RPN and ROI heads are ours)."""
+    rpn, rh = cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS
+    return bool(
+        cfg.MODEL.LEGACY_PLUS_ONE
+        or rpn.ANCHOR_STRIDE
+        or rpn.ANCHOR_STYLE != "torchvision"
+        or rpn.RANK_BY_PROBABILITY
+        or rpn.NMS_ON_LOGITS
+        or rpn.MIN_SIZE != 1e-3
+        or rh.MIN_SIZE != 1e-2
+    )
+
+
+def _apply_conventions(model: nn.Module, cfg: CfgNode, num_levels: int) -> None:
+    """Swap in ``trainer.conventions``' modules where the config asks for an imported project's conventions.
+
+    A model of our own configs keeps torchvision's modules untouched (only the box weights are set, to
+    torchvision's own values unless MODEL.ROI_HEADS.BBOX_REG_WEIGHTS says otherwise).
+    """
+    weights = tuple(float(w) for w in cfg.MODEL.ROI_HEADS.BBOX_REG_WEIGHTS)
+    if len(weights) != 4:
+        raise ValueError(f"MODEL.ROI_HEADS.BBOX_REG_WEIGHTS needs 4 values, got {weights}")
+    if cfg.INPUT.TO_BGR255:
+        adopt(model.transform, BGR255Transform)
+    coder = PlusOneBoxCoder if cfg.MODEL.LEGACY_PLUS_ONE else BoxCoder
+    model.roi_heads.box_coder = coder(weights)
+    if not _uses_conventions(cfg):
+        return
+    rpn = cfg.MODEL.RPN
+    model.rpn.box_coder = coder((1.0, 1.0, 1.0, 1.0))
+    strides = tuple(int(s) for s in rpn.ANCHOR_STRIDE)
+    if strides and len(strides) != num_levels:
+        raise ValueError(
+            f"MODEL.RPN.ANCHOR_STRIDE has {len(strides)} strides for the {num_levels} FPN levels the RPN reads"
+        )
+    generator = model.rpn.anchor_generator
+    per_level = list(generator.sizes)
+    if rpn.ANCHOR_STYLE == "detectron" and not strides:
+        raise ValueError(
+            "MODEL.RPN.ANCHOR_STYLE 'detectron' needs MODEL.RPN.ANCHOR_STRIDE (its base box is the stride)"
+        )
+    anchors = [
+        cell_anchors(rpn.ANCHOR_STYLE, strides[i] if strides else 0, per_level[i], generator.aspect_ratios[i])
+        for i in range(num_levels)
+    ]
+    model.rpn.anchor_generator = ConventionAnchorGenerator(anchors, strides or None)
+    adopt(
+        model.rpn,
+        ConventionRPN,
+        min_size=float(rpn.MIN_SIZE),
+        rank_by_probability=bool(rpn.RANK_BY_PROBABILITY),
+        nms_on_logits=bool(rpn.NMS_ON_LOGITS),
+    )
+    adopt(model.roi_heads, ConventionRoIHeads, min_size=float(cfg.MODEL.ROI_HEADS.MIN_SIZE))
 
 
 def configure_transform(model: nn.Module, cfg: CfgNode, train: bool) -> None:

@@ -7,8 +7,9 @@ The gradient of ROIAlign is a fixed sparse linear map (each output bin is a weig
 to all channels with one sparse-dense product: 2-6x faster on the shapes config's shapes, same values to
 float rounding (tested against torchvision's own gradient).
 
-Only the training path changes: inference, tracing and export use torchvision's op unchanged, and the pooler
-has no parameters, so checkpoints are the same either way.
+Only the training path changes: inference, tracing and export use torchvision's op unchanged (imported
+checkpoints' ``aligned`` or "+1"-level poolers run the same per-level loop in eval too, on torchvision's
+``roi_align``), and the pooler has no parameters, so checkpoints are the same either way.
 """
 
 from __future__ import annotations
@@ -153,27 +154,54 @@ class TrainingMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's ``MultiScaleRoIAlign``, whose training step on the CPU uses the sparse backward.
 
     Same attributes, same level assignment (torchvision's ``LevelMapper``), same values; in eval mode,
-    while tracing, on CUDA or with an adaptive sampling ratio it is torchvision's forward itself.
+    while tracing, on CUDA or with an adaptive sampling ratio it is torchvision's forward itself. Two
+    settings of imported checkpoints go beyond torchvision's pooler: ``aligned`` (detectron2's ROIAlignV2,
+    half-pixel shift) and ``legacy_plus_one`` (maskrcnn-benchmark maps an roi to its FPN level by its "+1"
+    area, ``(x2 - x1 + 1) * (y2 - y1 + 1)``); with either set, the pooling runs here in every mode.
     """
+
+    def __init__(
+        self,
+        featmap_names: list[str],
+        output_size: int | tuple[int, int],
+        sampling_ratio: int,
+        *,
+        aligned: bool = False,
+        legacy_plus_one: bool = False,
+    ) -> None:
+        super().__init__(featmap_names, output_size, sampling_ratio)
+        self.aligned = bool(aligned)
+        self.legacy_plus_one = bool(legacy_plus_one)
+
+    def _levels(self, boxes: list[Tensor]) -> Tensor:
+        if not self.legacy_plus_one:
+            return self.map_levels(boxes)
+        mapper = self.map_levels
+        b = torch.cat(boxes)
+        area = (b[:, 2] - b[:, 0] + 1.0) * (b[:, 3] - b[:, 1] + 1.0)
+        target = torch.floor(mapper.lvl0 + torch.log2(torch.sqrt(area) / mapper.s0) + mapper.eps)
+        return (torch.clamp(target, min=mapper.k_min, max=mapper.k_max) - mapper.k_min).to(torch.int64)
 
     def forward(
         self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
     ) -> Tensor:
         features = _filter_input(x, self.featmap_names)
         on_cpu = all(f.device.type == "cpu" for f in features)
-        if not (self.training and on_cpu and self.sampling_ratio > 0) or torch.jit.is_tracing():
+        sparse_backward = self.training and on_cpu and self.sampling_ratio > 0 and not torch.jit.is_tracing()
+        if not (sparse_backward or self.aligned or self.legacy_plus_one):
             return super().forward(x, boxes, image_shapes)
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(
                 features, image_shapes, self.canonical_scale, self.canonical_level
             )
         rois = _convert_to_roi_format(boxes)
+        size, ratio, aligned = self.output_size, self.sampling_ratio, self.aligned
         if len(features) == 1:
-            return roi_align(features[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
-        levels = self.map_levels(boxes)
-        result = features[0].new_zeros((rois.shape[0], features[0].shape[1], *self.output_size))
+            return roi_align(features[0], rois, size, self.scales[0], ratio, aligned)
+        levels = self._levels(boxes)
+        result = features[0].new_zeros((rois.shape[0], features[0].shape[1], *size))
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             in_level = torch.where(levels == level)[0]
-            pooled = roi_align(feature, rois[in_level], self.output_size, scale, self.sampling_ratio)
+            pooled = roi_align(feature, rois[in_level], size, scale, ratio, aligned)
             result[in_level] = pooled.to(result.dtype)
         return result

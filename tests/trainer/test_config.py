@@ -54,13 +54,13 @@ def test_pairs_and_files_and_cross_checks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mapping"):
         load_config(tmp_path / "list.yaml")
     with pytest.raises(ConfigError, match="CONV_BODY"):
-        load_config(None, ["MODEL.BACKBONE.CONV_BODY", "R-101-FPN"])
+        load_config(None, ["MODEL.BACKBONE.CONV_BODY", "R-152-FPN"])
     with pytest.raises(ConfigError, match="STEPS must increase"):
         load_config(None, ["SOLVER.STEPS", "(5, 3)"])
     with pytest.raises(ConfigError, match="LR_SCHEDULER_NAME must be .*WarmupCosineLR.*not 'Cosine'"):
         load_config(None, ["SOLVER.LR_SCHEDULER_NAME", "Cosine"])
-    with pytest.raises(ConfigError, match="BASE_WIDTH must be a multiple of 8"):
-        load_config(None, ["MODEL.BACKBONE.BASE_WIDTH", "20"])
+    with pytest.raises(ConfigError, match="BASE_WIDTH must be positive"):
+        load_config(None, ["MODEL.BACKBONE.BASE_WIDTH", "0"])
     with pytest.raises(ConfigError, match="only applies to ResNets.*MNV3-FPN"):
         load_config(None, ["MODEL.BACKBONE.CONV_BODY", "MNV3-FPN", "MODEL.BACKBONE.BASE_WIDTH", "32"])
 
