@@ -17,6 +17,9 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode as CN
 
+from runtime.postprocess import OUTPUT_CONVENTIONS
+from runtime.preprocess import RESIZE_MODES
+
 
 class ConfigError(ValueError):
     """A user's config file or override is wrong; the message says what and how to fix it."""
@@ -342,11 +345,13 @@ def load_config(config_file: str | Path | None = None, opts: Sequence[str] = ())
 
 _CONV_BODIES = ("R-50-FPN", "R-101-FPN", "R-18-FPN", "MNV3-FPN")
 #: keys whose value is one of a few names
+#: cell anchor rounding styles (trainer.conventions.cell_anchors)
+ANCHOR_STYLES = ("torchvision", "detectron", "detectron2")
 _CHOICES = {
     "MODEL.SOURCE": ("", "maskrcnn-benchmark", "detectron2"),
-    "MODEL.RPN.ANCHOR_STYLE": ("torchvision", "detectron", "detectron2"),
-    "INPUT.RESIZE": ("torchvision", "maskrcnn-benchmark", "detectron2"),
-    "TEST.OUTPUT_CONVENTION": ("torchvision", "maskrcnn-benchmark", "detectron2"),
+    "MODEL.RPN.ANCHOR_STYLE": ANCHOR_STYLES,
+    "INPUT.RESIZE": RESIZE_MODES,
+    "TEST.OUTPUT_CONVENTION": OUTPUT_CONVENTIONS,
 }
 _NORMS = ("FrozenBN", "BN", "GN")
 

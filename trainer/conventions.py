@@ -31,7 +31,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import boxes as box_ops
 
-ANCHOR_STYLES = ("torchvision", "detectron", "detectron2")
+from .config import ANCHOR_STYLES
 
 
 def clip_boxes(boxes: Tensor, size: tuple[int, int], offset: float) -> Tensor:
@@ -152,9 +152,8 @@ class ConventionAnchorGenerator(AnchorGenerator):
 
     def __init__(self, anchors: Sequence[Tensor], strides: Sequence[int] | None) -> None:
         nn.Module.__init__(self)
-        self.sizes = tuple(
-            (0,) * len(a) for a in anchors
-        )  # only their counts are read (num_anchors_per_location)
+        # torchvision's attributes, kept for code that reads them; the cell anchors below are what is used
+        self.sizes = tuple((0,) * len(a) for a in anchors)
         self.aspect_ratios = tuple((1.0,) for _ in anchors)
         self.cell_anchors = [a.to(torch.float32) for a in anchors]
         self.strides = None if not strides else tuple(int(s) for s in strides)

@@ -26,6 +26,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 from yacs.config import CfgNode
 
+from .config import _lookup, get_default_config
 from .conventions import (
     BGR255Transform,
     ConventionAnchorGenerator,
@@ -120,10 +121,8 @@ def _stride_in_1x1(net: ResNet) -> None:
 
     The weights' shapes are the same either way, so this is a config fact, never inferred from a checkpoint.
     """
-    for stage in (net.layer2, net.layer3, net.layer4):
+    for stage in (net.layer2, net.layer3, net.layer4):  # bottleneck ResNets only (config.validate)
         first = stage[0]
-        if not isinstance(first, Bottleneck):
-            raise ValueError("MODEL.BACKBONE.STRIDE_IN_1X1 applies to bottleneck ResNets (R-50, R-101) only")
         stride = first.conv2.stride
         first.conv1.stride, first.conv2.stride = stride, (1, 1)
 
@@ -327,18 +326,22 @@ def _assemble(
     return FasterRCNN(backbone, num_classes=None, **common)
 
 
+#: the keys whose defaults are torchvision's conventions (any other value swaps in trainer.conventions)
+_CONVENTION_KEYS = (
+    "MODEL.LEGACY_PLUS_ONE",
+    "MODEL.RPN.ANCHOR_STRIDE",
+    "MODEL.RPN.ANCHOR_STYLE",
+    "MODEL.RPN.RANK_BY_PROBABILITY",
+    "MODEL.RPN.NMS_ON_LOGITS",
+    "MODEL.RPN.MIN_SIZE",
+    "MODEL.ROI_HEADS.MIN_SIZE",
+)
+
+
 def _uses_conventions(cfg: CfgNode) -> bool:
-    """Whether any convention key differs from torchvision's (then RPN and ROI heads are ours)."""
-    rpn, rh = cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS
-    return bool(
-        cfg.MODEL.LEGACY_PLUS_ONE
-        or rpn.ANCHOR_STRIDE
-        or rpn.ANCHOR_STYLE != "torchvision"
-        or rpn.RANK_BY_PROBABILITY
-        or rpn.NMS_ON_LOGITS
-        or rpn.MIN_SIZE != 1e-3
-        or rh.MIN_SIZE != 1e-2
-    )
+    """Whether any convention key differs from its default, torchvision's (then RPN and ROI heads are ours)."""
+    defaults = get_default_config()
+    return any(_lookup(cfg, key) != _lookup(defaults, key) for key in _CONVENTION_KEYS)
 
 
 def _apply_conventions(model: nn.Module, cfg: CfgNode, num_levels: int) -> None:
@@ -347,9 +350,7 @@ def _apply_conventions(model: nn.Module, cfg: CfgNode, num_levels: int) -> None:
     A model of our own configs keeps torchvision's modules untouched (only the box weights are set, to
     torchvision's own values unless MODEL.ROI_HEADS.BBOX_REG_WEIGHTS says otherwise).
     """
-    weights = tuple(float(w) for w in cfg.MODEL.ROI_HEADS.BBOX_REG_WEIGHTS)
-    if len(weights) != 4:
-        raise ValueError(f"MODEL.ROI_HEADS.BBOX_REG_WEIGHTS needs 4 values, got {weights}")
+    weights = tuple(float(w) for w in cfg.MODEL.ROI_HEADS.BBOX_REG_WEIGHTS)  # 4 values (config.validate)
     if cfg.INPUT.TO_BGR255:
         adopt(model.transform, BGR255Transform)
     coder = PlusOneBoxCoder if cfg.MODEL.LEGACY_PLUS_ONE else BoxCoder
@@ -364,11 +365,7 @@ def _apply_conventions(model: nn.Module, cfg: CfgNode, num_levels: int) -> None:
             f"MODEL.RPN.ANCHOR_STRIDE has {len(strides)} strides for the {num_levels} FPN levels the RPN reads"
         )
     generator = model.rpn.anchor_generator
-    per_level = list(generator.sizes)
-    if rpn.ANCHOR_STYLE == "detectron" and not strides:
-        raise ValueError(
-            "MODEL.RPN.ANCHOR_STYLE 'detectron' needs MODEL.RPN.ANCHOR_STRIDE (its base box is the stride)"
-        )
+    per_level = list(generator.sizes)  # a "detectron" style comes with strides (config.validate)
     anchors = [
         cell_anchors(rpn.ANCHOR_STYLE, strides[i] if strides else 0, per_level[i], generator.aspect_ratios[i])
         for i in range(num_levels)
