@@ -130,24 +130,30 @@ class EvaluationReport:
 
 
 def run_models(
-    model: Predictor,
+    models: Sequence[Predictor],
     reference: Predictor,
     dataset: dict[str, Any],
     img_dir: Path,
     max_images: int | None = None,
     progress: bool = True,
-) -> tuple[ModelOutputs, ModelOutputs, dict[int, ImageRecord], list[str]]:
-    """Both models on every readable image (decoded once); unreadable images are named and skipped."""
-    out_m, out_r = (
-        ModelOutputs(
+) -> tuple[list[ModelOutputs], ModelOutputs, dict[int, ImageRecord], list[str]]:
+    """Every model and the reference on every readable image (decoded once, the reference run once).
+
+    Several exports of one checkpoint (both flavors, FP16, INT8) share the reference's pass: it is the
+    slowest model of the run. Unreadable images are named and skipped.
+    """
+
+    def outputs(name: str, p: Predictor) -> ModelOutputs:
+        return ModelOutputs(
             name,
             str(p.backend.model_path),
             p.backend.name,
             class_names=p.info.class_names,
             output_convention=p.info.output_convention,
         )
-        for name, p in (("model", model), ("reference", reference))
-    )
+
+    outs = [outputs("model", m) for m in models]
+    out_r = outputs("reference", reference)
     records: dict[int, ImageRecord] = {}
     skipped: list[str] = []
     infos = sorted(dataset["images"], key=lambda im: int(im["id"]))
@@ -163,14 +169,18 @@ def run_models(
             continue
         image_id = int(info["id"])
         ref = reference.run([image], paste_masks=False)
-        cand = model.run([image], paste_masks=False)
         rec = ImageRecord(image_id, path, tuple(ref.batch.image_sizes[0].tolist()), image.shape[:2])  # type: ignore[arg-type]
-        if tuple(cand.batch.image_sizes[0].tolist()) != rec.resized:
-            # Different input sizes: raw boxes live in different pixels; map the candidate's to the reference's.
-            cand.raw[0] = _rescale_raw(cand.raw[0], tuple(cand.batch.image_sizes[0].tolist()), rec.resized)
-        out_r.raws[image_id], out_m.raws[image_id] = ref.raw[0], cand.raw[0]
+        out_r.raws[image_id] = ref.raw[0]
+        for model, out_m in zip(models, outs):
+            cand = model.run([image], paste_masks=False)
+            if tuple(cand.batch.image_sizes[0].tolist()) != rec.resized:
+                # Different input sizes: raw boxes live in different pixels; map the candidate's to the reference's.
+                cand.raw[0] = _rescale_raw(
+                    cand.raw[0], tuple(cand.batch.image_sizes[0].tolist()), rec.resized
+                )
+            out_m.raws[image_id] = cand.raw[0]
         records[image_id] = rec
-    return out_m, out_r, records, skipped
+    return outs, out_r, records, skipped
 
 
 def _rescale_raw(raw: RawDetections, from_hw: tuple[int, ...], to_hw: tuple[int, int]) -> RawDetections:
@@ -199,20 +209,41 @@ def evaluate_against_reference(
     progress: bool = True,
 ) -> EvaluationReport:
     """Run both models, score both with COCO, and match their detections image by image."""
+    (report,) = evaluate_models_against_reference(
+        [model], reference, ann_file, img_dir, max_images, iou_threshold, coco_backend, max_ap_drop, progress
+    )
+    return report
+
+
+def evaluate_models_against_reference(
+    models: Sequence[Predictor],
+    reference: Predictor,
+    ann_file: Path,
+    img_dir: Path,
+    max_images: int | None = None,
+    iou_threshold: float = 0.5,
+    coco_backend: str = "pycocotools",
+    max_ap_drop: float | None = None,
+    progress: bool = True,
+) -> list[EvaluationReport]:
+    """One report per model, against one run and one COCO evaluation of the reference."""
+    if not models:
+        raise EvaluationError("no model to evaluate")
     dataset = load_coco_annotations(ann_file)
     if not dataset["images"]:
         raise EvaluationError(f"{ann_file} lists no images")
-    if model.info.preprocess != reference.info.preprocess:
-        log.warning(
-            "the models pre-process differently (%s vs reference %s): the AP delta includes that difference",
-            model.info.preprocess, reference.info.preprocess,
-        )  # fmt: skip
-    if model.info.num_classes != reference.info.num_classes:
-        raise EvaluationError(
-            f"the model has {model.info.num_classes} classes but the reference has {reference.info.num_classes}: "
-            f"not an export of these weights"
-        )
-    out_m, out_r, records, skipped = run_models(model, reference, dataset, img_dir, max_images, progress)
+    for model in models:
+        if model.info.preprocess != reference.info.preprocess:
+            log.warning(
+                "%s pre-processes differently (%s vs reference %s): the AP delta includes that difference",
+                model.backend.model_path, model.info.preprocess, reference.info.preprocess,
+            )  # fmt: skip
+        if model.info.num_classes != reference.info.num_classes:
+            raise EvaluationError(
+                f"{model.backend.model_path} has {model.info.num_classes} classes but the reference has "
+                f"{reference.info.num_classes}: not an export of these weights"
+            )
+    outs, out_r, records, skipped = run_models(models, reference, dataset, img_dir, max_images, progress)
     if not records:
         raise EvaluationError(f"none of the images in {img_dir} could be read ({len(skipped)} skipped)")
     iou_types = ["bbox"]
@@ -220,17 +251,23 @@ def evaluate_against_reference(
         iou_types.append("segm")
     if reference.info.keypoint_names is not None:
         iou_types.append("keypoints")
-    results = {}
-    for out in (out_r, out_m):
-        results[out.name] = evaluate_coco_detailed(
+
+    def score(out: ModelOutputs) -> dict[str, CocoTypeResult]:
+        return evaluate_coco_detailed(
             dataset, LazyDetections(out, records), iou_types, coco_backend, progress=progress
         )
+
+    ref_result = score(out_r)
     ids = list(records)
-    comparison = compare_detections(
-        [out_r.raws[i] for i in ids], [out_m.raws[i] for i in ids], iou_threshold,
-        [records[i].path.name for i in ids],
-    )  # fmt: skip
-    return EvaluationReport(out_m, out_r, records, results, comparison, skipped, max_ap_drop)
+    reports = []
+    for out_m in outs:
+        comparison = compare_detections(
+            [out_r.raws[i] for i in ids], [out_m.raws[i] for i in ids], iou_threshold,
+            [records[i].path.name for i in ids],
+        )  # fmt: skip
+        results = {out_r.name: ref_result, out_m.name: score(out_m)}
+        reports.append(EvaluationReport(out_m, out_r, records, results, comparison, skipped, max_ap_drop))
+    return reports
 
 
 def disagreement(im: ImageComparison) -> float:
@@ -443,7 +480,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runtime.evaluate",
         description="COCO AP of a model (.onnx, .xml, .engine, .pth) and its difference to the PyTorch reference.",
     )
-    p.add_argument("--model", required=True, help="the model to check")
+    p.add_argument(
+        "--model",
+        required=True,
+        action="append",
+        help="the model to check; repeat it to check several exports of one checkpoint against one reference run "
+        "(then --json/--plot/--disagreements need {model} in their names, the model file's stem)",
+    )
     p.add_argument("--reference", required=True, help="the PyTorch weights it came from (.pth)")
     add_backend_arguments(p, backend_help="backend for --model (default: from the file extension)")
     data = p.add_argument_group("data (a catalog name, or explicit files)")
@@ -491,24 +534,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         reference = Predictor(
             args.reference, backend="torch", config_file=args.reference_config_file, **common
         )
-        model = Predictor(args.model, backend=args.backend, config_file=args.config_file, **common)
-        report = evaluate_against_reference(
-            model, reference, ann_file, img_dir, args.max_images, args.iou_threshold, args.coco_backend,
+        outputs = _output_paths(args, [Path(m).stem for m in args.model])
+        models = [
+            Predictor(m, backend=args.backend, config_file=args.config_file, **common) for m in args.model
+        ]
+        reports = evaluate_models_against_reference(
+            models, reference, ann_file, img_dir, args.max_images, args.iou_threshold, args.coco_backend,
             args.max_ap_drop, not args.no_progress,
         )  # fmt: skip
-    print(format_report(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2))
-        print(f"wrote {args.json}")
-    if args.plot:
-        plot_precision_recall(report, args.plot)
-        print(f"wrote {args.plot}")
-    if args.disagreements:
-        n = save_disagreements(report, args.disagreements, args.num_disagreements, args.vis_threshold)
+    for report, paths in zip(reports, outputs):
+        if len(reports) > 1:
+            print(f"\n=== {report.model.path} ===")
+        print(format_report(report))
+        _write_outputs(report, paths, args.num_disagreements, args.vis_threshold)
+    if len(reports) > 1:
+        failed = [r.model.path for r in reports if r.failures()]
         print(
-            f"wrote {args.disagreements} ({n} images)" if n else "no disagreements to draw: the models agree"
+            f"\n{len(reports) - len(failed)} of {len(reports)} models PASSED"
+            + (f"; FAILED: {', '.join(failed)}" if failed else "")
         )
-    return 1 if report.failures() else 0
+    return 1 if any(r.failures() for r in reports) else 0
+
+
+_OUTPUT_OPTIONS = ("json", "plot", "disagreements")
+
+
+def _output_paths(args: argparse.Namespace, stems: list[str]) -> list[dict[str, str]]:
+    """Each model's output files: ``{model}`` in a name becomes the model file's stem.
+
+    Checked before any model runs, so a run of several minutes does not end by overwriting one file with
+    another model's results.
+    """
+    for option in _OUTPUT_OPTIONS:
+        path = getattr(args, option)
+        if path and len(stems) > 1 and "{model}" not in path:
+            raise EvaluationError(
+                f"--{option} {path}: with {len(stems)} models the name needs {{model}} "
+                f"(e.g. {Path(path).with_stem(Path(path).stem + '_{model}')}), or each model overwrites the last"
+            )
+    if len(set(stems)) < len(stems) and any(getattr(args, o) for o in _OUTPUT_OPTIONS):
+        raise EvaluationError(
+            f"the models' file names {stems} repeat, so {{model}} cannot tell their outputs apart"
+        )
+    return [
+        {o: getattr(args, o).replace("{model}", stem) for o in _OUTPUT_OPTIONS if getattr(args, o)}
+        for stem in stems
+    ]
+
+
+def _write_outputs(report: EvaluationReport, paths: dict[str, str], count: int, threshold: float) -> None:
+    if "json" in paths:
+        Path(paths["json"]).write_text(json.dumps(report.to_dict(), indent=2))
+        print(f"wrote {paths['json']}")
+    if "plot" in paths:
+        plot_precision_recall(report, paths["plot"])
+        print(f"wrote {paths['plot']}")
+    if "disagreements" in paths:
+        n = save_disagreements(report, paths["disagreements"], count, threshold)
+        print(
+            f"wrote {paths['disagreements']} ({n} images)"
+            if n
+            else "no disagreements to draw: the models agree"
+        )
 
 
 if __name__ == "__main__":

@@ -130,3 +130,62 @@ def test_bad_data_arguments_are_clear(
     rc = main(["--model", str(random_shapes_checkpoint), "--reference", str(random_shapes_checkpoint), "--annotations",
                str(tmp_path / "none.json"), "--images", str(tmp_path), "--no-progress"])  # fmt: skip
     assert rc == 2 and "annotation file not found" in capsys.readouterr().err
+
+
+def test_several_models_share_one_reference_run(
+    random_shapes_onnx: Path, random_shapes_checkpoint: Path, tiny_shapes: dict[str, str]
+) -> None:
+    """Both exports of a checkpoint against one pass of the reference (the oracle serves each image once)."""
+    from runtime.evaluate import evaluate_models_against_reference
+
+    ann, images = _split(tiny_shapes)
+    models = [
+        Predictor(p, confidence_threshold=0.0, threads=1)
+        for p in (random_shapes_onnx, random_shapes_checkpoint)
+    ]
+    reference = Predictor(OracleBackend(ann, models[0].info), confidence_threshold=0.0)
+    reports = evaluate_models_against_reference(models, reference, ann, images, progress=False)
+    assert [r.model.path for r in reports] == [str(random_shapes_onnx), str(random_shapes_checkpoint)]
+    assert [r.model.backend for r in reports] == ["onnxruntime", "torch"]
+    for r in reports:
+        assert r.metrics["reference"]["bbox"]["AP"] == pytest.approx(1.0)
+        assert len(r.records) == 4 and r.comparison.num_reference > 0
+    # the export and its weights score the same against the same reference
+    assert reports[0].ap_deltas()["bbox"] == pytest.approx(reports[1].ap_deltas()["bbox"], abs=0.05)
+
+
+def test_several_models_need_model_in_output_names(
+    random_shapes_onnx: Path,
+    random_shapes_checkpoint: Path,
+    tiny_shapes: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ann, images = _split(tiny_shapes)
+    models = tmp_path / "models"
+    models.mkdir()
+    onnx_copy = models / "model_ort.onnx"  # the fixtures are model.onnx and model.pth: the same stem
+    onnx_copy.write_bytes(random_shapes_onnx.read_bytes())
+    out = tmp_path / "out"
+    out.mkdir()
+    base = [
+        "--model", str(onnx_copy), "--model", str(random_shapes_checkpoint),
+        "--reference", str(random_shapes_checkpoint), "--annotations", str(ann), "--images", str(images),
+        "--threads", "1", "--no-progress",
+    ]  # fmt: skip
+    assert main([*base, "--json", str(out / "out.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--json" in err and "{model}" in err and "out_{model}.json" in err
+    assert not list(out.iterdir())  # refused before anything ran or was written
+    same_stem = [*base, "--model", str(random_shapes_onnx), "--json", str(out / "{model}.json")]
+    assert main(same_stem) == 2 and "repeat" in capsys.readouterr().err
+
+    rc = main([*base, "--max-ap-drop", "0.1", "--json", str(out / "evaluate_{model}.json")])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "2 of 2 models PASSED" in printed.out
+    stems = sorted(Path(p).stem for p in (onnx_copy, random_shapes_checkpoint))
+    assert sorted(p.name for p in out.iterdir()) == [f"evaluate_{s}.json" for s in stems]
+    for s in stems:
+        report = json.loads((out / f"evaluate_{s}.json").read_text())
+        assert report["passed"] and Path(report["model"]["path"]).stem == s
