@@ -26,7 +26,11 @@ class Tolerances:
     score: float | None = 1e-4
     mask: float | None = None  # max abs difference of the M x M mask probabilities
     keypoint: float | None = None  # px, max abs x/y difference
-    min_matched: float = 1.0  # fraction of detections matched, in both directions
+    #: fraction of detections, in both directions, that must be matched *and* within the tolerances above.
+    #: Below 1, a detection that swapped with a near-tied neighbour counts against the same allowance whether
+    #: the neighbour is elsewhere (unmatched) or overlaps it (matched, but boxes and score far apart); at 1
+    #: every detection must match within the tolerances
+    min_matched: float = 1.0
     #: lowest acceptable :func:`agreement_ap` (AP50 of the candidate, the reference's detections taken as
     #: ground truth); for reduced precision, where low-score detections churn without costing accuracy
     min_ap: float | None = None
@@ -68,6 +72,9 @@ class ImageComparison(_MatchedFractions):
     max_mask_diff: float | None = None
     max_keypoint_diff: float | None = None
     min_iou: float = 1.0
+    #: per matched pair (in ``pairs`` order), its largest difference of each output: "box" px, "score",
+    #: "mask", "keypoint" px (the last two only where both sides have them)
+    pair_diffs: dict[str, np.ndarray] = field(default_factory=dict)
     unmatched_reference: list[tuple[int, float]] = field(default_factory=list)  # (label, score)
     unmatched_candidate: list[tuple[int, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # structural mismatches (e.g. masks on one side only)
@@ -75,6 +82,19 @@ class ImageComparison(_MatchedFractions):
     @property
     def num_matched(self) -> int:
         return int(self.pairs.shape[0])
+
+    def pairs_beyond(self, tol: Tolerances) -> np.ndarray:
+        """Mask [P] of the matched pairs with some output beyond its tolerance."""
+        beyond = np.zeros(self.num_matched, bool)
+        for key, limit in (
+            ("box", tol.box),
+            ("score", tol.score),
+            ("mask", tol.mask),
+            ("keypoint", tol.keypoint),
+        ):
+            if limit is not None and key in self.pair_diffs:
+                beyond |= self.pair_diffs[key] > limit
+        return beyond
 
 
 @dataclass
@@ -106,7 +126,11 @@ class ComparisonReport(_MatchedFractions):
         return value, name
 
     def check(self, tol: Tolerances) -> list[str]:
-        """Human-readable failures, one per diverged output; an empty list means the candidate passes."""
+        """Human-readable failures, one per diverged output; an empty list means the candidate passes.
+
+        The differences of matched pairs fail the check only where too few detections agree (matched within
+        the tolerances, :attr:`Tolerances.min_matched`); with the default of 1, that is any difference.
+        """
         failures = [f"image {im.name}: {p}" for im in self.images for p in im.problems]
         failures += self._unmatched_failures(tol.min_matched)
         if tol.min_ap is not None and self.agreement_ap is not None and self.agreement_ap < tol.min_ap:
@@ -114,6 +138,8 @@ class ComparisonReport(_MatchedFractions):
                 f"agreement AP50 {self.agreement_ap:.3f} (the reference's detections as ground truth) is below "
                 f"{tol.min_ap:.3f}"
             )
+        if self.agreeing_fraction(tol) >= tol.min_matched:
+            return failures
         for output, attr, limit, unit in (
             ("boxes", "max_box_diff", tol.box, " px"),
             ("scores", "max_score_diff", tol.score, ""),
@@ -125,7 +151,21 @@ class ComparisonReport(_MatchedFractions):
                 failures.append(
                     f"{output}: max difference {value:.4g}{unit} exceeds tolerance {limit:.4g}{unit} (image {name})"
                 )
+        if tol.min_matched < 1.0:
+            failures.append(
+                f"detections: {self.agreeing_fraction(tol):.1%} agree (matched within the tolerances; required "
+                f"{tol.min_matched:.1%}): {self.num_beyond(tol)} matched pairs differ beyond them"
+            )
         return failures
+
+    def num_beyond(self, tol: Tolerances) -> int:
+        """How many matched pairs have an output beyond its tolerance."""
+        return sum(int(im.pairs_beyond(tol).sum()) for im in self.images)
+
+    def agreeing_fraction(self, tol: Tolerances) -> float:
+        """Matched pairs within the tolerances over the detections of the side that has more (the worse side)."""
+        total = max(self.num_reference, self.num_candidate)
+        return (self.num_matched - self.num_beyond(tol)) / total if total else 1.0
 
     def _unmatched_failures(self, min_matched: float) -> list[str]:
         """A failure per direction (reference, candidate) where too few detections found their partner.
@@ -253,10 +293,15 @@ def compare_image(
         box_diff = np.abs(ref.boxes[r].astype(np.float64) - cand.boxes[c])
         result.max_box_diff = float(box_diff.max())
         result.mean_box_diff = float(box_diff.mean())
-        result.max_score_diff = float(np.abs(ref.scores[r].astype(np.float64) - cand.scores[c]).max())
+        score_diff = np.abs(ref.scores[r].astype(np.float64) - cand.scores[c])
+        result.max_score_diff = float(score_diff.max())
         result.min_iou = float(box_iou(ref.boxes[r], cand.boxes[c]).diagonal().min())
-    result.max_mask_diff = _max_diff("masks", ref.masks, cand.masks, r, c, result.problems)
-    result.max_keypoint_diff = _max_diff("keypoints", ref.keypoints, cand.keypoints, r, c, result.problems)
+        result.pair_diffs = {"box": box_diff.max(axis=1), "score": score_diff}
+    for key, name in (("mask", "masks"), ("keypoint", "keypoints")):
+        diffs = _pair_diffs(name, getattr(ref, name), getattr(cand, name), r, c, result.problems)
+        if diffs is not None:
+            result.pair_diffs[key] = diffs
+        setattr(result, f"max_{key}_diff", None if diffs is None else float(diffs.max(initial=0.0)))
     return result
 
 
@@ -337,14 +382,15 @@ def format_text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> 
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
-def _max_diff(
+def _pair_diffs(
     name: str,
     ref: np.ndarray | None,
     cand: np.ndarray | None,
     r: np.ndarray,
     c: np.ndarray,
     problems: list[str],
-) -> float | None:
+) -> np.ndarray | None:
+    """Largest difference of each matched pair's ``name`` output; None where it cannot be compared."""
     if ref is None and cand is None:
         return None
     if ref is None or cand is None:
@@ -355,10 +401,12 @@ def _max_diff(
         problems.append(f"{name}: shapes differ, reference {ref.shape[1:]} vs candidate {cand.shape[1:]}")
         return None
     if len(r) == 0:
-        return 0.0
+        return np.zeros(0)
     if name == "keypoints":  # positions only: keypoint scores are unbounded heatmap logits
-        return float(np.abs(ref[r, :, :2].astype(np.float64) - cand[c, :, :2]).max())
-    return float(np.abs(ref[r].astype(np.float64) - cand[c]).max())
+        diff = np.abs(ref[r, :, :2].astype(np.float64) - cand[c, :, :2])
+    else:
+        diff = np.abs(ref[r].astype(np.float64) - cand[c])
+    return diff.reshape(len(r), -1).max(axis=1)
 
 
 def _describe(dets: list[tuple[int, float]]) -> str:

@@ -116,3 +116,26 @@ def test_agreement_ap_weighs_confident_divergence_over_low_score_churn() -> None
         Tolerances(box=None, score=None, mask=None, keypoint=None, min_matched=0.0, min_ap=0.9)
     )
     assert len(failures) == 1 and failures[0].startswith("agreement AP50 0.")
+
+
+def test_an_overlapping_swap_counts_like_an_unmatched_one() -> None:
+    """Below min_matched 1, a pair beyond the tolerances uses the same allowance as a missing detection."""
+    ref = [_reference(0, n=10), _reference(1, n=10)]
+    fp16 = Tolerances(box=0.5, score=5e-3, mask=None, keypoint=None, min_matched=0.95)
+    swapped = [_copy(r) for r in ref]
+    swapped[0].boxes[9, 2:] += np.float32(8.0)  # another proposal won: overlapping, 8 px and 0.05 off
+    swapped[0].scores[9] -= np.float32(0.05)
+    report = compare_detections(ref, swapped)
+    assert report.images[0].pairs_beyond(fp16).sum() == 1 and report.agreeing_fraction(fp16) == 19 / 20
+    assert report.check(fp16) == []  # 1 of 20 is within the 5%, as a missing one would be
+    missing = [swapped[0].select(np.arange(9)), swapped[1]]
+    assert compare_detections(ref, missing).check(fp16) == []
+
+    two = [_copy(s) for s in swapped]
+    two[1].boxes[0] += np.float32(1.0)  # a second pair beyond: 18 of 20 agree
+    failures = compare_detections(ref, two).check(fp16)
+    assert [f.split(":")[0] for f in failures] == ["boxes", "scores", "detections"]
+    assert "90.0% agree" in failures[-1] and "2 matched pairs differ" in failures[-1]
+    # at the default min_matched of 1, any pair beyond the tolerances fails, as before
+    strict = Tolerances(box=0.5, score=5e-3)
+    assert [f.split(":")[0] for f in compare_detections(ref, swapped).check(strict)] == ["boxes", "scores"]
