@@ -151,10 +151,13 @@ class ComparisonReport(_MatchedFractions):
                 failures.append(
                     f"{output}: max difference {value:.4g}{unit} exceeds tolerance {limit:.4g}{unit} (image {name})"
                 )
-        if tol.min_matched < 1.0:
+        beyond = [(im, int(im.pairs_beyond(tol).sum())) for im in self.images]
+        beyond = [(im, n) for im, n in beyond if n]
+        if tol.min_matched < 1.0 and beyond:
+            where = "; ".join(f"image {im.name}: {n}" for im, n in beyond[:5])
             failures.append(
                 f"detections: {self.agreeing_fraction(tol):.1%} agree (matched within the tolerances; required "
-                f"{tol.min_matched:.1%}): {self.num_beyond(tol)} matched pairs differ beyond them"
+                f"{tol.min_matched:.1%}): {self.num_beyond(tol)} matched pair(s) beyond them ({where})"
             )
         return failures
 

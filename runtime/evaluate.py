@@ -1,7 +1,7 @@
 """COCO accuracy of a deployed model against its PyTorch reference: ``python -m runtime.evaluate``.
 
-Both models see the same decoded images and go through the same pre/post-processing, so the AP delta is
-the export's cost alone. AP can hide divergence (swapped or shifted detections that score the same), so
+The candidate models (one, or several exports of one checkpoint) and the reference see the same decoded
+images and go through the same pre/post-processing, so each AP delta is the export's cost alone. AP can hide divergence (swapped or shifted detections that score the same), so
 detections are also matched one to one (``runtime.compare``) and the images where the two disagree most
 are drawn side by side: the first place to look when an export loses accuracy.
 
@@ -56,7 +56,7 @@ class ModelOutputs:
 class ImageRecord:
     image_id: int
     path: Path
-    resized: tuple[int, int] = (0, 0)  # (h, w) the network saw; equal for both models (checked)
+    resized: tuple[int, int] = (0, 0)  # (h, w) the reference saw; candidates' boxes are rescaled to it
     original: tuple[int, int] = (0, 0)
 
 
@@ -488,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(then --json/--plot/--disagreements need {model} in their names, the model file's stem)",
     )
     p.add_argument("--reference", required=True, help="the PyTorch weights it came from (.pth)")
-    add_backend_arguments(p, backend_help="backend for --model (default: from the file extension)")
+    add_backend_arguments(p, backend_help="backend for every --model (default: from each file's extension)")
     data = p.add_argument_group("data (a catalog name, or explicit files)")
     data.add_argument("--dataset", help="data set name from the trainer's catalog, e.g. shapes_val")
     data.add_argument(
@@ -501,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-ap-drop", type=float, help="exit 1 if bbox/segm/keypoint AP drops by more (AP points, 0-100)"
     )
     p.add_argument(
-        "--config-file", help="config of a .pth --model: needed for plain state dicts; overrides its own"
+        "--config-file",
+        help="config of every .pth --model: needed for plain state dicts; overrides their own",
     )
     p.add_argument("--reference-config-file", help="config of --reference when it is a plain state dict")
     p.add_argument(
@@ -531,10 +532,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threads": args.threads,
             "strict_options": False,
         }
+        outputs = _output_paths(args, args.model)
         reference = Predictor(
             args.reference, backend="torch", config_file=args.reference_config_file, **common
         )
-        outputs = _output_paths(args, [Path(m).stem for m in args.model])
         models = [
             Predictor(m, backend=args.backend, config_file=args.config_file, **common) for m in args.model
         ]
@@ -547,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n=== {report.model.path} ===")
         print(format_report(report))
         _write_outputs(report, paths, args.num_disagreements, args.vis_threshold)
-    if len(reports) > 1:
+    if len(reports) > 1 and args.max_ap_drop is not None:
         failed = [r.model.path for r in reports if r.failures()]
         print(
             f"\n{len(reports) - len(failed)} of {len(reports)} models PASSED"
@@ -559,26 +560,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 _OUTPUT_OPTIONS = ("json", "plot", "disagreements")
 
 
-def _output_paths(args: argparse.Namespace, stems: list[str]) -> list[dict[str, str]]:
-    """Each model's output files: ``{model}`` in a name becomes the model file's stem.
+def _output_paths(args: argparse.Namespace, models: list[str]) -> list[dict[str, str]]:
+    """Each model's output files: ``{model}`` in a name becomes the model file's stem (its name with the
+    extension, ``model.onnx`` -> ``model_onnx``, where stems repeat: an export and its engine).
 
-    Checked before any model runs, so a run of several minutes does not end by overwriting one file with
+    Checked before any model loads, so a run of several minutes does not end by overwriting one file with
     another model's results.
     """
     for option in _OUTPUT_OPTIONS:
         path = getattr(args, option)
-        if path and len(stems) > 1 and "{model}" not in path:
+        if path and len(models) > 1 and "{model}" not in path:
+            example = Path(path).with_name(Path(path).stem + "_{model}" + Path(path).suffix)
             raise EvaluationError(
-                f"--{option} {path}: with {len(stems)} models the name needs {{model}} "
-                f"(e.g. {Path(path).with_stem(Path(path).stem + '_{model}')}), or each model overwrites the last"
+                f"--{option} {path}: with {len(models)} models the name needs {{model}} "
+                f"(e.g. {example}), or each model overwrites the last"
             )
-    if len(set(stems)) < len(stems) and any(getattr(args, o) for o in _OUTPUT_OPTIONS):
+    names = [Path(m).stem for m in models]
+    if len(set(names)) < len(names):
+        names = [Path(m).name.replace(".", "_") for m in models]
+    if len(set(names)) < len(names) and any(getattr(args, o) for o in _OUTPUT_OPTIONS):
         raise EvaluationError(
-            f"the models' file names {stems} repeat, so {{model}} cannot tell their outputs apart"
+            f"the models' file names {names} repeat, so {{model}} cannot tell their outputs apart; give them "
+            f"different names"
         )
     return [
-        {o: getattr(args, o).replace("{model}", stem) for o in _OUTPUT_OPTIONS if getattr(args, o)}
-        for stem in stems
+        {o: getattr(args, o).replace("{model}", name) for o in _OUTPUT_OPTIONS if getattr(args, o)}
+        for name in names
     ]
 
 

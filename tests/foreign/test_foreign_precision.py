@@ -36,9 +36,7 @@ def test_reduced_precision_of_an_imported_checkpoint_verifies(
     verification = result.verification
     assert verification is not None and verification.passed, verification and verification.failures
     report = verification.report
-    assert (
-        len(report.images) == 12 and report.num_reference > 200
-    )  # the fine-tuned models fire on every image
+    assert len(report.images) == 12 and report.num_reference > 200  # 12 images, 300-360 detections in all
     if precision == "fp16":
         assert report.matched_reference >= 0.99
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from runtime.backends.base import Backend
 from runtime.datasets import DatasetError, resolve_dataset
-from runtime.evaluate import evaluate_against_reference, main
+from runtime.evaluate import _output_paths, evaluate_against_reference, main
 from runtime.onnx_contract import ModelInfo
 from runtime.predictor import Predictor
 from runtime.preprocess import PreprocessedBatch
@@ -177,8 +178,24 @@ def test_several_models_need_model_in_output_names(
     err = capsys.readouterr().err
     assert "--json" in err and "{model}" in err and "out_{model}.json" in err
     assert not list(out.iterdir())  # refused before anything ran or was written
-    same_stem = [*base, "--model", str(random_shapes_onnx), "--json", str(out / "{model}.json")]
-    assert main(same_stem) == 2 and "repeat" in capsys.readouterr().err
+    twin = models / "model.onnx"  # the same file name as the fixture's, in another folder
+    twin.write_bytes(random_shapes_onnx.read_bytes())
+    same_name = [
+        *base,
+        "--model",
+        str(random_shapes_onnx),
+        "--model",
+        str(twin),
+        "--json",
+        str(out / "{model}.json"),
+    ]
+    assert main(same_name) == 2 and "repeat" in capsys.readouterr().err
+    assert not list(out.iterdir())
+    # an export and its weights share the stem: their names keep the extension instead
+    names = _output_paths(
+        argparse.Namespace(json="e_{model}.json", plot=None, disagreements=None), ["m.onnx", "m.pth"]
+    )
+    assert names == [{"json": "e_m_onnx.json"}, {"json": "e_m_pth.json"}]
 
     rc = main([*base, "--max-ap-drop", "0.1", "--json", str(out / "evaluate_{model}.json")])
     printed = capsys.readouterr()
