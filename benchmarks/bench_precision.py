@@ -42,7 +42,8 @@ from exporter.precision_fp16 import convert_fp16
 from exporter.quantize_int8 import quantize_int8
 from runtime.bench import BenchSettings, format_report, load_images, run_benchmark
 from runtime.coco_eval import evaluate_coco_detailed
-from runtime.evaluate import ImageRecord, LazyDetections, ModelOutputs, load_annotations, resolve_dataset
+from runtime.datasets import load_coco_annotations, resolve_dataset
+from runtime.evaluate import ImageRecord, LazyDetections, ModelOutputs
 from runtime.image_io import read_image
 from runtime.predictor import Predictor
 
@@ -67,7 +68,7 @@ def make_variant(spec: str, fp32: Path, out_dir: Path, args: argparse.Namespace)
 
 def evaluate(models: dict[str, Path], ann_file: Path, img_dir: Path, max_images: int | None) -> dict:
     """COCO AP of every model on the same images (each image decoded once, every model run on it)."""
-    dataset = load_annotations(ann_file)
+    dataset = load_coco_annotations(ann_file)
     infos = sorted(dataset["images"], key=lambda im: int(im["id"]))[:max_images]
     predictors = {name: Predictor(path, backend="onnxruntime") for name, path in models.items()}
     outputs = {name: ModelOutputs(name, str(path), "onnxruntime") for name, path in models.items()}
@@ -125,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     models = {"fp32": fp32}
     for spec in args.variants:
         models[spec] = make_variant(spec, fp32, args.out_dir, args)
-    ann_file, img_dir = resolve_dataset(args.dataset, None, None)
+    spec = resolve_dataset(args.dataset)
+    ann_file, img_dir = spec.ann_file, spec.img_dir
     report: dict = {"models": {k: str(v) for k, v in models.items()}}
     if not args.skip_eval:
         metrics = evaluate(models, ann_file, img_dir, args.max_images)

@@ -93,7 +93,7 @@ class ImageComparison(_MatchedFractions):
             ("keypoint", tol.keypoint),
         ):
             if limit is not None and key in self.pair_diffs:
-                beyond |= self.pair_diffs[key] > limit
+                beyond |= ~(self.pair_diffs[key] <= limit)  # NaN is beyond any tolerance
         return beyond
 
 
@@ -122,7 +122,8 @@ class ComparisonReport(_MatchedFractions):
         ]
         if not values:
             return None, None
-        value, _, name = max(values)
+        # a NaN difference is the worst of all (and fails every tolerance): max() alone would skip it
+        value, _, name = max(values, key=lambda v: (float("inf") if v[0] != v[0] else v[0], v[1]))
         return value, name
 
     def check(self, tol: Tolerances) -> list[str]:
@@ -147,7 +148,7 @@ class ComparisonReport(_MatchedFractions):
             ("keypoints", "max_keypoint_diff", tol.keypoint, " px"),
         ):
             value, name = self.worst(attr)
-            if limit is not None and value is not None and value > limit:
+            if limit is not None and value is not None and not value <= limit:  # NaN fails too
                 failures.append(
                     f"{output}: max difference {value:.4g}{unit} exceeds tolerance {limit:.4g}{unit} (image {name})"
                 )

@@ -142,3 +142,14 @@ def test_an_overlapping_swap_counts_like_an_unmatched_one() -> None:
     # at the default min_matched of 1, any pair beyond the tolerances fails, as before
     strict = Tolerances(box=0.5, score=5e-3)
     assert [f.split(":")[0] for f in compare_detections(ref, swapped).check(strict)] == ["boxes", "scores"]
+
+
+def test_a_nan_difference_fails() -> None:
+    """NaN compares false with every bound: it must not pass as "within tolerance"."""
+    ref = [_reference(0), _reference(1)]
+    cand = [_copy(r) for r in ref]
+    cand[1].scores[2] = np.float32("nan")
+    report = compare_detections(ref, cand)
+    failures = report.check(Tolerances(box=0.05, score=1e-4))
+    assert len(failures) == 1 and failures[0].startswith("scores:") and "(image 1)" in failures[0]
+    assert report.images[1].pairs_beyond(Tolerances(score=1e-4)).sum() == 1
