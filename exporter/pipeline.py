@@ -60,14 +60,17 @@ PRECISIONS = ("fp32", "fp16", "int8")
 #: low scores swap; trained: 99.5%), boxes 0.022 px, scores 3e-4, masks 0.011 -> 95% of the detections must
 #: match within 0.5 px, 5e-3, 0.05. A swap whose partner overlaps (matched, but another proposal's box and
 #: score: 42 px on one of 361 detections of a fine-tuned detectron2 import) counts against those 5% like a
-#: swap whose partner lies elsewhere (unmatched). INT8 is judged on accuracy, not parity (a trained model:
-#: boxes move up to 14 px on a few low-score detections, masks by up to 0.98): the agreement AP50, PyTorch's detections taken as ground
-#: truth (``runtime.compare.agreement_ap``), must be >= 0.9 (trained model: 0.973; a random-init one, whose
+#: swap whose partner lies elsewhere (unmatched). Those 5% may differ by any amount, so the agreement AP50
+#: must also stay >= 0.95: a confident detection that moves costs it ~0.1 on a 20-detection set (measured
+#: FP16 agreement: 0.997 on the fine-tuned imports, 0.975 on the random-init shapes model of the tests).
+#: INT8 is judged on accuracy, not parity (a trained model: boxes move up to 14 px on a few low-score
+#: detections, masks by up to 0.98): the agreement AP50, PyTorch's detections taken as ground truth
+#: (``runtime.compare.agreement_ap``), must be >= 0.9 (trained model: 0.973; a random-init one, whose
 #: near-equal scores INT8 reshuffles, 0.69); the differences are reported, not bounded. The COCO AP delta
 #: on a labelled set is ``runtime.evaluate``'s job.
 PRECISION_TOLERANCES: dict[str, Tolerances] = {
     "fp32": EXPORT_TOLERANCES,
-    "fp16": Tolerances(box=0.5, score=5e-3, mask=5e-2, keypoint=0.5, min_matched=0.95),
+    "fp16": Tolerances(box=0.5, score=5e-3, mask=5e-2, keypoint=0.5, min_matched=0.95, min_ap=0.95),
     "int8": Tolerances(box=None, score=None, mask=None, keypoint=None, min_matched=0.0, min_ap=0.9),
 }
 
