@@ -23,7 +23,7 @@ from tqdm import tqdm
 from exporter.errors import ExportError, VerificationError
 from runtime import onnx_contract as contract
 from runtime.backends.torch_backend import TorchBackend
-from runtime.compare import ComparisonReport, Tolerances, compare_detections
+from runtime.compare import OUTPUTS, ComparisonReport, Tolerances, compare_detections
 from runtime.image_io import ImageReadError, list_images, read_image
 from runtime.model_file import load_backend, read_model_info
 from runtime.predictor import Predictor, batched
@@ -144,7 +144,7 @@ def verify_export(
         print(report.format_table())
         print(f"agreement AP50 (PyTorch's detections as ground truth): {report.agreement_ap:.3f}")
         if tolerances.min_matched < 1.0 and any(
-            v is not None for v in (tolerances.box, tolerances.score, tolerances.mask, tolerances.keypoint)
+            getattr(tolerances, key) is not None for key, _, _ in OUTPUTS
         ):
             print(
                 f"detections that agree (matched within the tolerances): {report.agreeing_fraction(tolerances):.1%}"

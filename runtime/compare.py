@@ -17,6 +17,15 @@ import numpy as np
 from runtime.box_ops import box_iou
 from runtime.structures import RawDetections
 
+#: the outputs compared per matched pair: (key, plural for messages, unit). ``Tolerances.<key>`` bounds it,
+#: ``ImageComparison.max_<key>_diff`` is its worst difference and ``pair_diffs[key]`` its per-pair ones
+OUTPUTS = (
+    ("box", "boxes", " px"),
+    ("score", "scores", ""),
+    ("mask", "masks", ""),
+    ("keypoint", "keypoints", " px"),
+)
+
 
 @dataclass(frozen=True)
 class Tolerances:
@@ -86,12 +95,8 @@ class ImageComparison(_MatchedFractions):
     def pairs_beyond(self, tol: Tolerances) -> np.ndarray:
         """Mask [P] of the matched pairs with some output beyond its tolerance."""
         beyond = np.zeros(self.num_matched, bool)
-        for key, limit in (
-            ("box", tol.box),
-            ("score", tol.score),
-            ("mask", tol.mask),
-            ("keypoint", tol.keypoint),
-        ):
+        for key, _, _ in OUTPUTS:
+            limit = getattr(tol, key)
             if limit is not None and key in self.pair_diffs:
                 beyond |= ~(self.pair_diffs[key] <= limit)  # NaN is beyond any tolerance
         return beyond
@@ -139,26 +144,22 @@ class ComparisonReport(_MatchedFractions):
                 f"agreement AP50 {self.agreement_ap:.3f} (the reference's detections as ground truth) is below "
                 f"{tol.min_ap:.3f}"
             )
-        if self.agreeing_fraction(tol) >= tol.min_matched:
+        beyond = [(im, n) for im in self.images if (n := int(im.pairs_beyond(tol).sum()))]
+        agreeing = self._agreeing(sum(n for _, n in beyond))
+        if agreeing >= tol.min_matched:
             return failures
-        for output, attr, limit, unit in (
-            ("boxes", "max_box_diff", tol.box, " px"),
-            ("scores", "max_score_diff", tol.score, ""),
-            ("masks", "max_mask_diff", tol.mask, ""),
-            ("keypoints", "max_keypoint_diff", tol.keypoint, " px"),
-        ):
-            value, name = self.worst(attr)
+        for key, output, unit in OUTPUTS:
+            value, name = self.worst(f"max_{key}_diff")
+            limit = getattr(tol, key)
             if limit is not None and value is not None and not value <= limit:  # NaN fails too
                 failures.append(
                     f"{output}: max difference {value:.4g}{unit} exceeds tolerance {limit:.4g}{unit} (image {name})"
                 )
-        beyond = [(im, int(im.pairs_beyond(tol).sum())) for im in self.images]
-        beyond = [(im, n) for im, n in beyond if n]
         if tol.min_matched < 1.0 and beyond:
             where = "; ".join(f"image {im.name}: {n}" for im, n in beyond[:5])
             failures.append(
-                f"detections: {self.agreeing_fraction(tol):.1%} agree (matched within the tolerances; required "
-                f"{tol.min_matched:.1%}): {self.num_beyond(tol)} matched pair(s) beyond them ({where})"
+                f"detections: {agreeing:.1%} agree (matched within the tolerances; required "
+                f"{tol.min_matched:.1%}): {sum(n for _, n in beyond)} matched pair(s) beyond them ({where})"
             )
         return failures
 
@@ -168,8 +169,11 @@ class ComparisonReport(_MatchedFractions):
 
     def agreeing_fraction(self, tol: Tolerances) -> float:
         """Matched pairs within the tolerances over the detections of the side that has more (the worse side)."""
+        return self._agreeing(self.num_beyond(tol))
+
+    def _agreeing(self, num_beyond: int) -> float:
         total = max(self.num_reference, self.num_candidate)
-        return (self.num_matched - self.num_beyond(tol)) / total if total else 1.0
+        return (self.num_matched - num_beyond) / total if total else 1.0
 
     def _unmatched_failures(self, min_matched: float) -> list[str]:
         """A failure per direction (reference, candidate) where too few detections found their partner.
@@ -301,7 +305,7 @@ def compare_image(
         result.max_score_diff = float(score_diff.max())
         result.min_iou = float(box_iou(ref.boxes[r], cand.boxes[c]).diagonal().min())
         result.pair_diffs = {"box": box_diff.max(axis=1), "score": score_diff}
-    for key, name in (("mask", "masks"), ("keypoint", "keypoints")):
+    for key, name in (("mask", "masks"), ("keypoint", "keypoints")):  # where both sides have them
         diffs = _pair_diffs(name, getattr(ref, name), getattr(cand, name), r, c, result.problems)
         if diffs is not None:
             result.pair_diffs[key] = diffs

@@ -1,9 +1,10 @@
 """COCO accuracy of a deployed model against its PyTorch reference: ``python -m runtime.evaluate``.
 
 The candidate models (one, or several exports of one checkpoint) and the reference see the same decoded
-images and go through the same pre/post-processing, so each AP delta is the export's cost alone. AP can hide divergence (swapped or shifted detections that score the same), so
-detections are also matched one to one (``runtime.compare``) and the images where the two disagree most
-are drawn side by side: the first place to look when an export loses accuracy.
+images and go through the same pre/post-processing, so each AP delta is the export's cost alone. AP can
+hide divergence (swapped or shifted detections that score the same), so detections are also matched one to
+one (``runtime.compare``) and the images where the two disagree most are drawn side by side: the first
+place to look when an export loses accuracy.
 
 Raw outputs (M x M masks) are kept per image and pasted when the evaluation reads them, not stored pasted:
 full-image masks of a few hundred images would take gigabytes.
