@@ -23,7 +23,14 @@ import torch
 
 from exporter.onnx_export import export_onnx
 from exporter.pipeline import export_openvino
-from runtime.bench import BenchSettings, format_batch_table, format_report, load_images, run_benchmark
+from runtime.bench import (
+    BenchSettings,
+    format_batch_table,
+    format_op_profiles,
+    format_report,
+    load_images,
+    run_benchmark,
+)
 from trainer.config import load_config
 from trainer.model import build_model
 
@@ -53,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         "--int8", action="store_true", help="also INT8 (Q/DQ ONNX and its IR), calibrated on --images"
     )
     p.add_argument("--skip-export", action="store_true", help="reuse the files in --out")
+    p.add_argument(
+        "--profile-ops", type=int, default=0, metavar="N", help="print each model's top N op types"
+    )
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     weights = args.weights or args.out / "r50_random.pth"
@@ -87,13 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     options = {"config_file": args.config_file} if args.config_file else {}
     reports, matmul = [], None
     for batch in (int(b) for b in args.batch.split(",")):
-        settings = BenchSettings(batch=batch, warmup=args.warmup, iters=args.iters, threads=args.threads)
+        settings = BenchSettings(batch=batch, warmup=args.warmup, iters=args.iters, threads=args.threads,
+                                 profile_ops=args.profile_ops)  # fmt: skip
         report = run_benchmark([m for m, _ in models], images, settings, [b for _, b in models], options,
                                str(args.images), matmul=matmul)  # fmt: skip
         matmul = report.matmul
         reports.append(report)
         print(format_report(report), flush=True)
         print(ratio_lines(report), flush=True)
+        if args.profile_ops > 0:
+            print("\n" + format_op_profiles(report), flush=True)
     if len(reports) > 1:
         print(format_batch_table(reports))
     (args.out / "bench.json").write_text(json.dumps([r.to_dict() for r in reports], indent=2))

@@ -34,6 +34,7 @@ from runtime.compare import format_text_table
 from runtime.compute_floor import MatmulRate, measure_matmul_rate
 from runtime.image_io import iter_images
 from runtime.model_file import UnknownModelType
+from runtime.op_profile import OpProfile, format_op_profile
 from runtime.openvino_ir import IR_EXTENSIONS, bin_path
 from runtime.predictor import Predictor
 from runtime.synthetic import images_of_size
@@ -56,11 +57,13 @@ class BenchSettings:
     device: str = "cpu"
     confidence_threshold: float = 0.0  # 0 pastes every detection: the worst case a deployment must budget
     floor: bool = True  # count FLOPs and measure the matmul rate (CPU only)
+    profile_ops: int = 0  # print this many top operator types per model (backends with a profiler)
 
     def __post_init__(self) -> None:
-        if self.batch < 1 or self.iters < 1 or self.warmup < 0:
+        if self.batch < 1 or self.iters < 1 or self.warmup < 0 or self.profile_ops < 0:
             raise ValueError(
-                f"need batch >= 1, iters >= 1, warmup >= 0; got {self.batch}, {self.iters}, {self.warmup}"
+                f"need batch >= 1, iters >= 1, warmup >= 0, profile-ops >= 0; got {self.batch}, {self.iters}, "
+                f"{self.warmup}, {self.profile_ops}"
             )
 
 
@@ -81,6 +84,8 @@ class ModelResult:
     detections_per_image: float = 0.0
     flops: list[float] = field(default_factory=list)  # per timed iteration: the FLOPs of its batch
     flops_from: str = ""  # the model file they were counted on (this one, or the same network's)
+    op_ms: dict[str, float] = field(default_factory=dict)  # ms per run by operator type (--profile-ops)
+    op_runs: int = 0
     error: str | None = None
 
     def summary(self, batch: int, rate: MatmulRate | None = None) -> dict[str, float]:
@@ -221,6 +226,8 @@ def run_benchmark(
     if use_floor:
         _count_flops(live, batches, settings, progress)
         matmul = matmul or measure_matmul_rate(settings.threads)
+    if settings.profile_ops > 0:
+        _profile_ops(live, batches, settings, progress)
     for r, pred in live:
         r.detections_per_image = detections[id(r)] / max(1, len(r.total) * settings.batch)
         pred.close()
@@ -242,7 +249,7 @@ def _count_flops(
     """
     ok = [(r, pred) for r, pred in live if r.error is None]
     timed = range(settings.warmup, settings.warmup + settings.iters)
-    used = sorted({it % len(batches) for it in timed})
+    used = _used_batches(batches, settings)
     with tqdm(total=len(ok), desc="counting FLOPs", unit="model", disable=not progress) as bar:
         for r, pred in ok:
             counts = _flops_of(r, pred, [batches[b] for b in used])
@@ -255,6 +262,49 @@ def _count_flops(
             same = next((o for o, p in ok if o.flops and _network(p) == _network(pred)), None)
             if same is not None:
                 r.flops, r.flops_from = list(same.flops), same.flops_from
+
+
+def _used_batches(batches: Sequence[list[np.ndarray]], settings: BenchSettings) -> list[int]:
+    """Indices of the distinct batches the timed iterations ran (they cycle through ``batches``)."""
+    timed = range(settings.warmup, settings.warmup + settings.iters)
+    return sorted({it % len(batches) for it in timed})
+
+
+def _profile_ops(
+    live: Sequence[tuple[ModelResult, Predictor]],
+    batches: Sequence[list[np.ndarray]],
+    settings: BenchSettings,
+    progress: bool,
+) -> None:
+    """``r.op_ms`` of every model whose backend has a profiler: one untimed run on each distinct batch
+    the timing used (at most FLOP_CHUNK of them, held pre-processed at once)."""
+    ok = [(r, pred) for r, pred in live if r.error is None]
+    used = _used_batches(batches, settings)[:FLOP_CHUNK]
+    with tqdm(total=len(ok), desc="profiling ops", unit="model", disable=not progress) as bar:
+        for r, pred in ok:
+            try:
+                profile = pred.backend.profile_ops([pred.preprocess(batches[b]) for b in used])
+            except Exception as e:  # a profiler failing must not take the timings down
+                log.warning("%s: operators not profiled: %s: %s", r.path, type(e).__name__, e)
+                profile = None
+            bar.update(1)
+            if profile is not None:
+                r.op_ms, r.op_runs = profile.ms_per_run, profile.runs
+
+
+def format_op_profiles(report: BenchReport) -> str:
+    """Each profiled model's top operator types (``--profile-ops N``), beside its timed inference."""
+    parts = []
+    for m in report.ok:
+        name = f"{Path(m.path).name} ({m.backend}, {m.precision})"
+        if not m.op_runs:
+            parts.append(f"{name}: no operator profile (this backend has no profiler, or it failed)")
+            continue
+        network = m.summary(report.settings.batch)["infer_ms"]
+        parts.append(
+            format_op_profile(name, OpProfile(m.op_ms, m.op_runs), report.settings.profile_ops, network)
+        )
+    return "\n\n".join(parts)
 
 
 def _flops_of(r: ModelResult, pred: Predictor, batches: Sequence[list[np.ndarray]]) -> list[float] | None:
@@ -500,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-floor", action="store_true",
                    help="skip the compute floor (FLOPs counted per batch, matmul rate measured; CPU only)")  # fmt: skip
+    p.add_argument("--profile-ops", type=int, default=0, metavar="N",
+                   help="also profile each model's operators (untimed runs, the backend's own profiler) and "
+                        "print its N most expensive operator types")  # fmt: skip
     p.add_argument("--json", help="write all timings to this JSON file")
     p.add_argument("--plot", help="write a bar chart (PNG) to this file")
     add_progress_argument(p)
@@ -518,12 +571,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = BenchSettings(batch=batch, warmup=args.warmup, iters=args.iters, threads=args.threads,
                                      size=args.size, device=args.device,
                                      confidence_threshold=args.confidence_threshold,
-                                     floor=not args.no_floor)  # fmt: skip
+                                     floor=not args.no_floor, profile_ops=args.profile_ops)  # fmt: skip
             report = run_benchmark(args.model, images, settings, args.backend, options, source,
                                    not args.no_progress, matmul)  # fmt: skip
             matmul = report.matmul  # one rate for every batch size: they are compared with each other
             reports.append(report)
             print(format_report(report), flush=True)
+            if settings.profile_ops > 0:
+                print("\n" + format_op_profiles(report), flush=True)
     if len(reports) > 1:
         print("\n" + format_batch_table(reports))
     if args.json:

@@ -19,6 +19,7 @@ import numpy as np
 
 from runtime import onnx_contract as contract
 from runtime.onnx_contract import ModelInfo
+from runtime.op_profile import OpProfile
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 
@@ -59,6 +60,11 @@ class Backend(ABC):
     def count_flops(self, batches: Sequence[PreprocessedBatch]) -> list[float] | None:
         """FLOPs of one run of the network on each of ``batches`` (multiply-adds counted twice), for the
         compute floor (``runtime.compute_floor``); None where this backend cannot count them."""
+        return None
+
+    def profile_ops(self, batches: Sequence[PreprocessedBatch]) -> OpProfile | None:
+        """Time per run spent in each operator type over one run on each of ``batches``, from this
+        backend's own profiler (``runtime.op_profile``); None where it has none."""
         return None
 
     def synchronize(self) -> None:

@@ -27,6 +27,7 @@ from runtime.backends.base import (
     first_line,
 )
 from runtime.onnx_contract import ModelInfo
+from runtime.op_profile import OpProfile, onnxruntime_op_profile
 from runtime.plugins.spec import NMS_OP, ROI_ALIGN_OP
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
@@ -196,6 +197,13 @@ class OnnxRuntimeBackend(Backend):
 
         feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
         return onnx_flops(self.model_path, feeds, self.threads)
+
+    def profile_ops(self, batches: Sequence[PreprocessedBatch]) -> OpProfile:
+        def session(so: ort.SessionOptions) -> ort.InferenceSession:
+            return open_session(self.model_path, so, self._providers, self.uses_reference_ops)[0]
+
+        feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
+        return onnxruntime_op_profile(session, self._session_options(), feeds)
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

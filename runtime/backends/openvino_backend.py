@@ -30,6 +30,7 @@ from runtime.backends.base import (
     first_line,
 )
 from runtime.onnx_contract import ModelInfo
+from runtime.op_profile import OpProfile, openvino_op_profile
 from runtime.openvino_ir import IR_EXTENSIONS, bin_path, import_openvino, ir_metadata
 from runtime.plugins.spec import NMS_OP, ROI_ALIGN_OP
 from runtime.preprocess import PreprocessedBatch
@@ -170,6 +171,16 @@ class OpenVinoBackend(Backend):
             return None
         feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
         return onnx_flops(source, feeds, self.threads)
+
+    def profile_ops(self, batches: Sequence[PreprocessedBatch]) -> OpProfile:
+        """OpenVINO's per-node counters, from a second compiled model with ``PERF_COUNT`` on (counting
+        costs time, so the timed model runs without it)."""
+        core = self._ov.Core()
+        compiled = core.compile_model(
+            self._read_model(core), self._device_name, {**self._config(), "PERF_COUNT": True}
+        )
+        feeds = [contract_feeds(b, self._info, self.model_path) for b in batches]
+        return openvino_op_profile(compiled.create_infer_request(), feeds)
 
     def close(self) -> None:
         self._request = None

@@ -15,6 +15,7 @@ from typing import Any
 
 from runtime.backends.base import Backend, BackendError, BackendUnavailable
 from runtime.onnx_contract import ModelInfo
+from runtime.op_profile import OpProfile, torch_op_profile
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 
@@ -97,6 +98,9 @@ class TorchBackend(Backend):
         from runtime.compute_floor import torch_flops
 
         return [torch_flops(lambda b=b: self.infer(b)) for b in batches]
+
+    def profile_ops(self, batches: Sequence[PreprocessedBatch]) -> OpProfile:
+        return torch_op_profile([lambda b=b: self.infer(b) for b in batches])
 
     def synchronize(self) -> None:
         if self.device.startswith("cuda"):

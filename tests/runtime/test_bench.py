@@ -73,3 +73,51 @@ def test_bench_puts_every_model_against_the_compute_floor(
     # two images per batch: twice the FLOPs of one (the floor follows the work)
     one, two = by_batch[0]["models"][0]["flops"], by_batch[1]["models"][0]["flops"]
     assert sum(two) / len(two) == pytest.approx(sum(one) / len(one) * 2, rel=0.25)
+
+
+def test_bench_profiles_the_operators_of_every_backend(
+    random_shapes_checkpoint: Path,
+    random_shapes_onnx: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out_json = tmp_path / "bench.json"
+    models = ["--model", str(random_shapes_checkpoint), "--model", str(random_shapes_onnx)]
+    backends = ["--backend", "torch", "--backend", "onnxruntime"]
+    conv = {"torch": "aten::", "onnxruntime": "Conv"}  # each profiler's own names
+    if importlib.util.find_spec("openvino") is not None:
+        models += ["--model", str(random_shapes_onnx)]
+        backends += ["--backend", "openvino"]
+        conv["openvino"] = "Convolution"
+    rc = main([*models, *backends, "--synthetic", "3", "--size", "96", "--warmup", "0", "--iters", "2",
+               "--threads", "1", "--no-floor", "--profile-ops", "4", "--json", str(out_json),
+               "--no-progress"])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert printed.count("ms per run in the profiled nodes over 2 run(s); timed inference") == len(conv)
+    assert "op type" in printed and "other types)" in printed  # top 4 of many, the rest on one row
+    for m in json.loads(out_json.read_text())["models"]:
+        ops = m["op_ms"]
+        assert m["op_runs"] == 2  # the two distinct batches the timing ran, once each
+        assert len(ops) > 4 and all(ms >= 0 for ms in ops.values())
+        assert any(op.startswith(conv[m["backend"]]) and ms > 0 for op, ms in ops.items()), sorted(ops)
+
+
+def test_op_profile_table_ranks_and_sums_the_rest() -> None:
+    from runtime.op_profile import OpProfile, format_op_profile
+
+    profile = OpProfile({"Conv": 6.0, "Add": 1.0, "Relu": 1.0, "RoiAlign": 2.0}, runs=3)
+    assert profile.total_ms == 10.0
+    assert profile.top(3) == [("Conv", 6.0), ("RoiAlign", 2.0), ("Add", 1.0)]  # ties by name
+    table = format_op_profile("m.onnx", profile, 2, network_ms=12.5)
+    assert "m.onnx: 10.0 ms per run in the profiled nodes over 3 run(s); timed inference 12.5 ms" in table
+    rows = [line.split() for line in table.splitlines()[3:]]
+    assert rows == [
+        ["Conv", "6.00", "60.0"],
+        ["RoiAlign", "2.00", "20.0"],
+        ["(2", "other", "types)", "2.00", "20.0"],
+    ]
+    with pytest.raises(ValueError, match="profile-ops >= 0"):
+        from runtime.bench import BenchSettings
+
+        BenchSettings(profile_ops=-1)
