@@ -549,13 +549,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\n=== {report.model.path} ===")
         print(format_report(report))
         _write_outputs(report, paths, args.num_disagreements, args.vis_threshold)
+    failed = [r.model.path for r in reports if r.failures()]
     if len(reports) > 1 and args.max_ap_drop is not None:
-        failed = [r.model.path for r in reports if r.failures()]
         print(
             f"\n{len(reports) - len(failed)} of {len(reports)} models PASSED"
             + (f"; FAILED: {', '.join(failed)}" if failed else "")
         )
-    return 1 if any(r.failures() for r in reports) else 0
+    return 1 if failed else 0
 
 
 _OUTPUT_OPTIONS = ("json", "plot", "disagreements")

@@ -106,8 +106,9 @@ def format_op_profile(name: str, profile: OpProfile, top: int, network_ms: float
     profiler's overhead and any time outside the nodes show.
     """
     total = profile.total_ms
-    rows = [[op, f"{ms:.2f}", f"{100 * ms / total:.1f}" if total > 0 else "-"] for op, ms in profile.top(top)]
-    rest = total - sum(ms for _, ms in profile.top(top))
+    ranked = profile.top(top)
+    rows = [[op, f"{ms:.2f}", f"{100 * ms / total:.1f}" if total > 0 else "-"] for op, ms in ranked]
+    rest = total - sum(ms for _, ms in ranked)
     if len(profile.ms_per_run) > top:
         rows.append([f"({len(profile.ms_per_run) - top} other types)", f"{rest:.2f}",
                      f"{100 * rest / total:.1f}" if total > 0 else "-"])  # fmt: skip
