@@ -64,11 +64,14 @@ class GraphRegions:
     head_outputs: frozenset[str]  # compute nodes with no compute node after them in the dense region
     roi_heads: frozenset[str]  # dense nodes after ROI pooling (box and mask heads)
     roi_pooling: frozenset[str]  # the ROI pooling nodes themselves
+    #: compute nodes with no compute node before them: the stem convolution, which sees the normalized
+    #: pixels (empty for graphs made before it was named)
+    stem: frozenset[str] = frozenset()
 
     def describe(self) -> str:
         return (
             f"dense region {len(self.dense)} nodes ({len(self.compute)} conv/matmul), "
-            f"{len(self.head_outputs)} head outputs, {len(self.roi_heads)} ROI-head nodes, "
+            f"{len(self.stem)} stem, {len(self.head_outputs)} head outputs, {len(self.roi_heads)} ROI-head nodes, "
             f"{len(self.roi_pooling)} ROI pooling nodes"
         )
 
@@ -85,6 +88,8 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
     dense: set[str] = set()
     roi_heads: set[str] = set()
     roi_pooling: set[str] = set()
+    stem: set[str] = set()
+    after_compute: set[str] = set()  # dense tensors downstream of a compute node
     for node in graph.node:
         op = node.op_type
         if op in ROI_OPS:
@@ -93,6 +98,7 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
                 roi_pooling.add(node.name)
                 dense_tensors.update(node.output)
                 after_roi.update(node.output)
+                after_compute.update(node.output)
             continue
         if op not in DENSE_OPS:
             continue
@@ -112,6 +118,10 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
             continue  # only a per-channel scale ([C, 1, 1]) of a feature map; a scalar or [4] scale is decoding
         dense.add(node.name)
         dense_tensors.update(node.output)
+        if op in COMPUTE_OPS and not any(t in after_compute for t in data_inputs):
+            stem.add(node.name)
+        if op in COMPUTE_OPS or any(t in after_compute for t in data_inputs):
+            after_compute.update(node.output)
         if any(t in after_roi for t in data_inputs):
             roi_heads.add(node.name)
             after_roi.update(node.output)
@@ -123,6 +133,7 @@ def find_regions(model: onnx.ModelProto, input_name: str = contract.INPUT_IMAGES
         head_outputs=frozenset(_last_compute(gs.import_onnx(model), dense | roi_pooling, compute)),
         roi_heads=frozenset(roi_heads),
         roi_pooling=frozenset(roi_pooling),
+        stem=frozenset(stem),
     )
 
 

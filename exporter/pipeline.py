@@ -103,6 +103,8 @@ class Int8Options:
     images: CalibrationImages | None
     method: str = "minmax"
     cache: Path | None = None
+    #: the weights' range, 7 or 8 bits; None: the flavor's default (``exporter.quantize_int8.weight_bits``)
+    weight_bits: int | None = None
 
 
 @dataclass
@@ -166,8 +168,9 @@ def export_int8(
             )
         fp32 = _export_fp32(options, Path(tmp) / "model_fp32.onnx", flavor)
         quantized = quantize_int8(
-            fp32, out, calib.images, calib.method, cache_path=cache, progress=options.progress
-        )
+            fp32, out, calib.images, calib.method, cache_path=cache, progress=options.progress,
+            bits=calib.weight_bits,
+        )  # fmt: skip
     summaries.append(quantized.summary())
     for line in summaries:
         _say(options.progress, line)
@@ -414,7 +417,7 @@ def _onnx_of_precision(
     cache = calib.cache or default_cache_path(converted)
     check_calibration(calib.images, cache)
     _say(progress, quantize_int8(src, converted, calib.images, calib.method, cache_path=cache,
-                                 progress=progress).summary())  # fmt: skip
+                                 progress=progress, bits=calib.weight_bits).summary())  # fmt: skip
     return converted, False
 
 

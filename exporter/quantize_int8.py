@@ -43,6 +43,7 @@ from runtime.onnx_contract import (
     META_CALIBRATION,
     META_FLAVOR,
     META_INT8_ACTIVATIONS,
+    META_INT8_WEIGHT_BITS,
     META_KEYPOINT_NAMES,
     META_MASK_SIZE,
     META_PRECISION,
@@ -52,8 +53,11 @@ from runtime.onnx_contract import (
 from runtime.plugins.spec import DOMAIN
 
 METHODS = ("minmax", "entropy", "percentile")
-#: what stays FP32 inside the dense region: nothing, the last layer of every head, or every layer after ROI
-#: pooling plus the RPN's last layers
+#: what stays FP32 inside the dense region: nothing; the stem convolution and the last layer of every head;
+#: or those and every layer after ROI pooling. The stem sees the normalized pixels through few input
+#: channels, and measured (issue 23) it is where 7-bit weights cost most: keeping it FP32 took the fine-tuned
+#: detectron2 import's INT8 agreement AP50 from 0.898 to 0.913 (maskrcnn-benchmark's: 0.911 to 0.925) for
+#: about 3% of the FLOPs (shapes model: 0.72x against 0.74x FP32's latency, within noise)
 KEEP_FP32_CHOICES = ("none", "head_outputs", "roi_heads")
 DEFAULT_KEEP_FP32 = "head_outputs"
 #: activation quantization: TensorRT's explicit quantization takes symmetric INT8 only; ONNX Runtime's x86
@@ -61,6 +65,24 @@ DEFAULT_KEEP_FP32 = "head_outputs"
 #: most convolutions stay FP32 between Q/DQ pairs and the model is barely faster). Weights are symmetric
 #: per-channel INT8 in both.
 ACTIVATION_SCHEMES = ("int8-symmetric", "uint8-asymmetric")
+
+
+WEIGHT_BITS = (7, 8)
+
+
+def weight_bits(scheme: str) -> int:
+    """The default weight range of an activation scheme: 7-bit weights ([-64, 64]) under UINT8 activations, 8-bit under symmetric INT8 ones.
+
+    The ``ort`` scheme runs on x86 CPUs, where without VNNI (AVX2; AVX-512 without VNNI) the u8 x s8 products
+    are summed in pairs into a saturating int16 (``vpmaddubsw``): with 8-bit weights the sums overflow and
+    the model's detections change with the CPU (measured under ``qemu-x86_64 -cpu Haswell``: the golden
+    model's boxes up to 236 px apart; the shapes model's OpenVINO-vs-ONNX Runtime agreement AP 0.744), while
+    with 7-bit weights every x86 kernel computes the same integers (the same outputs to the bit under AVX2
+    emulation and on AVX512-VNNI). The cost is one bit of weight resolution, per output channel: measured on
+    the demo's model in issue 23's note. The ``trt`` scheme is for TensorRT's GPU kernels, which do not
+    saturate, and keeps 8 bits; on a CPU without VNNI the backends warn (``runtime.cpu_features``).
+    """
+    return 7 if scheme == "uint8-asymmetric" else 8
 
 
 def default_activations(flavor: str) -> str:
@@ -103,7 +125,7 @@ def nodes_to_quantize(
         raise ValueError(f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}")
     kept: set[str] = set()
     if keep_fp32 in ("head_outputs", "roi_heads"):
-        kept |= regions.head_outputs
+        kept |= regions.head_outputs | regions.stem
     if keep_fp32 == "roi_heads":
         kept |= regions.roi_heads
     moving = {n for n in regions.dense if op_types and op_types.get(n) in NOT_QUANTIZED_OPS}
@@ -119,12 +141,14 @@ def quantize_int8(
     activations: str | None = None,
     cache_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    bits: int | None = None,
 ) -> Int8Result:
     """Calibrate the FP32 ``onnx_path`` (or reuse ``cache_path``'s ranges) and write its Q/DQ model to ``output``.
 
     ``images`` may be None only when ``cache_path`` holds this model's ranges. A cache computed for another
     model or method raises :class:`CalibrationError`; a missing cache file is written after calibrating.
-    ``activations`` defaults to the flavor's scheme (:func:`default_activations`).
+    ``activations`` defaults to the flavor's scheme (:func:`default_activations`), ``bits`` (the weights'
+    range, 7 or 8) to the scheme's (:func:`weight_bits`).
     """
     if method not in METHODS:
         raise CalibrationError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
@@ -140,6 +164,9 @@ def quantize_int8(
         raise CalibrationError(
             f"unknown activation scheme {scheme!r}; expected one of {', '.join(ACTIVATION_SCHEMES)}"
         )
+    bits = bits or weight_bits(scheme)
+    if bits not in WEIGHT_BITS:
+        raise CalibrationError(f"INT8 weights are 7 or 8 bits, not {bits}")
     model = onnx.load(str(src))
     precision = metadata_props(model).get(META_PRECISION, "fp32")
     if precision != "fp32":
@@ -173,12 +200,13 @@ def quantize_int8(
         if cache_file is not None:
             save_cache(cache_file, cached)
     quantize, kept = nodes_to_quantize(regions, keep_fp32, {n.name: n.op_type for n in model.graph.node})
-    result_model, quantized = write_qdq(src, model, regions, quantize, cached, scheme)
+    result_model, quantized = write_qdq(src, model, regions, quantize, cached, scheme, bits)
     # the FP32 model's contract metadata, plus what quantization adds (precision, calibration, scheme)
     meta = {
         META_PRECISION: "int8",
         META_CALIBRATION: f"{method}, {cached.source}",
         META_INT8_ACTIVATIONS: scheme,
+        META_INT8_WEIGHT_BITS: str(bits),
     }
     copy_metadata(model, result_model, meta)
     onnx.checker.check_model(result_model)
@@ -193,6 +221,7 @@ def write_qdq(
     quantize: set[str],
     cache: CalibrationCache,
     scheme: str,
+    bits: int = 8,
 ) -> tuple[onnx.ModelProto, set[str]]:
     """ONNX Runtime's QDQ quantizer on ``quantize`` with the cached ranges; returns the model and what it quantized."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -234,7 +263,7 @@ def write_qdq(
                 op_types_to_quantize=sorted({by_name[n].op_type for n in quantize}),
                 nodes_to_quantize=sorted(quantize),
                 per_channel=True,
-                reduce_range=False,
+                reduce_range=bits == 7,
                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=ORT_METHODS[cache.method](),

@@ -32,6 +32,7 @@ from runtime.backends.base import BackendError
 from runtime.cli_common import add_backend_arguments, add_progress_argument, cli_main, user_errors
 from runtime.compare import format_text_table
 from runtime.compute_floor import MatmulRate, measure_matmul_rate
+from runtime.cpu_features import cpu_features
 from runtime.image_io import iter_images
 from runtime.model_file import UnknownModelType
 from runtime.op_profile import OpProfile, format_op_profile
@@ -163,23 +164,15 @@ def environment_info() -> dict[str, Any]:
         mod = sys.modules.get(name)
         if mod is not None:
             versions[name] = getattr(mod, "__version__", "?")
+    cpu = cpu_features()
     return {
-        "cpu": _cpu_name(),
+        "cpu": cpu.name,
+        "cpu_features": list(cpu.features),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "onnxruntime_providers": onnxruntime.get_available_providers(),
         "versions": versions,
     }
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_images(source: str | os.PathLike[str], limit: int | None = None) -> list[np.ndarray]:

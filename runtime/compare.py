@@ -28,6 +28,70 @@ OUTPUTS = (
 
 
 @dataclass(frozen=True)
+class NearTies:
+    """The one rule for detections that differ because a tie inside the model was resolved the other way.
+
+    Whether a detection exists, and which of two overlapping candidates it is, is decided by rankings and
+    cuts inside the model: the RPN's top-k over objectness (a random-init or briefly trained model saturates
+    its sigmoid at exactly 1.0, so whole groups of anchors tie and the sort kernel's order decides), NMS
+    between overlapping candidates, the score threshold and the per-image cap. A rounding difference (another
+    CPU's kernels, another backend, other images in the batch) may resolve such a tie the other way; then a
+    detection is on one side only, or pairs with a neighbour beyond the tolerances. Measured: under AVX2
+    code paths one proposal of a maskrcnn-benchmark checkpoint tied at objectness 1.0 swapped, and one
+    0.059-score detection of 275 vanished; on a GroupNorm shapes model one 0.07-score detection of 137.
+
+    A confident detection is backed by many overlapping proposals, so losing one ranking tie does not remove
+    or move it: only low-confidence ones swap, and few of them. The rule accepts, on each side:
+
+    * at most ``max(1, floor(max_fraction * N))`` differing detections (N: that side's detections), each
+      scoring at most ``max_score``;
+    * any number tied with the per-image cap: where an image's output is full, a detection scoring within the
+      score tolerance of the lowest score kept may be in or out (a random-init model saturates its scores
+      at 1.0 and fills the cap with ties);
+    * keypoints of a matched pair decoded on different grids: the heatmap is resized to ceil(box width) x
+      ceil(box height) pixels (torchvision's and maskrcnn-benchmark's decoding), so two boxes within the box
+      tolerance on either side of an integer size resize it differently and the argmax may jump (measured:
+      150 px on a 1-px-wide box of a full-width random-init keypoint R-50, heatmaps within 9e-4).
+
+    Anything else is a real difference (``tests/runtime/test_compare.py`` shows a moved confident detection,
+    a lost one and too many low ones rejected).
+    """
+
+    max_score: float = 0.1
+    max_fraction: float = 0.01
+
+    def allowance(self, num_detections: int) -> int:
+        return max(1, int(self.max_fraction * num_detections)) if num_detections else 0
+
+    def failures(self, differing: dict[str, list[float]], counts: dict[str, int]) -> list[str]:
+        """Why the differing detections are not all near-tie swaps ([] when they are).
+
+        ``differing`` maps a side ("reference", "candidate") to the scores of its detections that are
+        unmatched or matched beyond the tolerances, less those tied with a cut (see the class);
+        ``counts`` to that side's number of detections.
+        """
+        out = []
+        for side, scores in differing.items():
+            confident = sorted((s for s in scores if not s <= self.max_score), reverse=True)
+            allowed = self.allowance(counts.get(side, 0))
+            if confident:
+                out.append(
+                    f"{len(confident)} {side} detection(s) scoring above {self.max_score:g} differ "
+                    f"(best {confident[0]:.3f}): not a near-tie swap"
+                )
+            elif len(scores) > allowed:
+                out.append(
+                    f"{len(scores)} {side} detections differ, more than the {allowed} near-tie swap(s) accepted "
+                    f"among {counts.get(side, 0)}"
+                )
+        return out
+
+
+#: the near-tie rule of every FP32 parity check (export verification, imported checkpoints, batching)
+NEAR_TIES = NearTies()
+
+
+@dataclass(frozen=True)
 class Tolerances:
     """Largest acceptable differences between matched detections; ``None`` skips that output."""
 
@@ -43,6 +107,9 @@ class Tolerances:
     #: lowest acceptable :func:`agreement_ap` (AP50 of the candidate, the reference's detections taken as
     #: ground truth); for reduced precision, where low-score detections churn without costing accuracy
     min_ap: float | None = None
+    #: with ``min_matched`` 1, the detections that may differ as near-tie swaps (:class:`NearTies`); None:
+    #: none may
+    near_ties: NearTies | None = None
 
 
 class _MatchCounts(Protocol):
@@ -84,6 +151,13 @@ class ImageComparison(_MatchedFractions):
     #: per matched pair (in ``pairs`` order), its largest difference of each output: "box" px, "score",
     #: "mask", "keypoint" px (the last two only where both sides have them)
     pair_diffs: dict[str, np.ndarray] = field(default_factory=dict)
+    #: per matched pair, the higher of its two scores (what the near-tie rule judges a differing pair by)
+    pair_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: per matched pair, whether its two boxes resize keypoint heatmaps to different integer sizes
+    pair_keypoint_grids_differ: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    #: each side's lowest score where its output is full (``detections_per_image`` detections), else None
+    cut_reference: float | None = None
+    cut_candidate: float | None = None
     unmatched_reference: list[tuple[int, float]] = field(default_factory=list)  # (label, score)
     unmatched_candidate: list[tuple[int, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # structural mismatches (e.g. masks on one side only)
@@ -92,14 +166,36 @@ class ImageComparison(_MatchedFractions):
     def num_matched(self) -> int:
         return int(self.pairs.shape[0])
 
-    def pairs_beyond(self, tol: Tolerances) -> np.ndarray:
-        """Mask [P] of the matched pairs with some output beyond its tolerance."""
+    def pairs_beyond(self, tol: Tolerances, keys: Sequence[str] | None = None) -> np.ndarray:
+        """Mask [P] of the matched pairs with some output (of ``keys``, default all) beyond its tolerance."""
         beyond = np.zeros(self.num_matched, bool)
         for key, _, _ in OUTPUTS:
             limit = getattr(tol, key)
-            if limit is not None and key in self.pair_diffs:
+            if limit is not None and key in self.pair_diffs and (keys is None or key in keys):
                 beyond |= ~(self.pair_diffs[key] <= limit)  # NaN is beyond any tolerance
         return beyond
+
+    def differing(self, tol: Tolerances) -> dict[str, list[float]]:
+        """Each side's scores of detections unmatched or matched beyond ``tol`` that no cut or decoding grid
+        explains (:class:`NearTies`)."""
+        beyond = self.pairs_beyond(tol, [k for k, _, _ in OUTPUTS if k != "keypoint"])
+        if self.num_matched:
+            beyond |= self.pairs_beyond(tol, ["keypoint"]) & ~self.pair_keypoint_grids_differ
+        score_tol = tol.score or 0.0
+        out = {}
+        for side, unmatched, cut in (
+            ("reference", self.unmatched_reference, self.cut_reference),
+            ("candidate", self.unmatched_candidate, self.cut_candidate),
+        ):
+
+            def at_cut(score: float, cut: float | None = cut) -> bool:
+                return cut is not None and score <= cut + score_tol
+
+            pairs = (
+                [s for s in self.pair_scores[beyond].tolist() if not at_cut(s)] if self.num_matched else []
+            )
+            out[side] = [s for _, s in unmatched if not at_cut(s)] + pairs
+        return out
 
 
 @dataclass
@@ -138,12 +234,13 @@ class ComparisonReport(_MatchedFractions):
         the tolerances, :attr:`Tolerances.min_matched`); with the default of 1, that is any difference.
         """
         failures = [f"image {im.name}: {p}" for im in self.images for p in im.problems]
+        if tol.near_ties is not None and tol.min_matched >= 1.0:
+            tie_failures = tol.near_ties.failures(*self._differing(tol))
+            if not tie_failures:
+                return failures + self._ap_failures(tol)
+            failures += [f"detections: {f}" for f in tie_failures]
         failures += self._unmatched_failures(tol.min_matched)
-        if tol.min_ap is not None and self.agreement_ap is not None and self.agreement_ap < tol.min_ap:
-            failures.append(
-                f"agreement AP50 {self.agreement_ap:.3f} (the reference's detections as ground truth) is below "
-                f"{tol.min_ap:.3f}"
-            )
+        failures += self._ap_failures(tol)
         beyond = [(im, n) for im in self.images if (n := int(im.pairs_beyond(tol).sum()))]
         agreeing = self._agreeing(sum(n for _, n in beyond))
         if agreeing >= tol.min_matched:
@@ -162,6 +259,35 @@ class ComparisonReport(_MatchedFractions):
                 f"{tol.min_matched:.1%}): {sum(n for _, n in beyond)} matched pair(s) beyond them ({where})"
             )
         return failures
+
+    def _ap_failures(self, tol: Tolerances) -> list[str]:
+        if tol.min_ap is not None and self.agreement_ap is not None and self.agreement_ap < tol.min_ap:
+            return [
+                f"agreement AP50 {self.agreement_ap:.3f} (the reference's detections as ground truth) is below "
+                f"{tol.min_ap:.3f}"
+            ]
+        return []
+
+    def _differing(self, tol: Tolerances) -> tuple[dict[str, list[float]], dict[str, int]]:
+        """Scores of each side's detections that are unmatched or matched beyond ``tol``, and each side's count."""
+        differing: dict[str, list[float]] = {"reference": [], "candidate": []}
+        for im in self.images:
+            for side, scores in im.differing(tol).items():
+                differing[side] += scores
+        return differing, {"reference": self.num_reference, "candidate": self.num_candidate}
+
+    def keypoint_grid_ties(self, tol: Tolerances) -> int:
+        """Matched pairs whose keypoints differ beyond ``tol`` because their boxes' decoding grids differ."""
+        return sum(
+            int((im.pairs_beyond(tol, ["keypoint"]) & im.pair_keypoint_grids_differ).sum())
+            for im in self.images
+            if im.num_matched
+        )
+
+    def near_tie_swaps(self, tol: Tolerances) -> int:
+        """How many detections differ (unmatched, or matched beyond ``tol``) on the side with more of them."""
+        differing, _ = self._differing(tol)
+        return max(len(v) for v in differing.values())
 
     def num_beyond(self, tol: Tolerances) -> int:
         """How many matched pairs have an output beyond its tolerance."""
@@ -254,6 +380,10 @@ class ComparisonReport(_MatchedFractions):
         }
 
 
+#: how far apart (px, largest corner difference) two degenerate boxes of one label may be and still pair
+DEGENERATE_PAIR_PX = 1.0
+
+
 def match_detections(
     ref_boxes: np.ndarray,
     ref_labels: np.ndarray,
@@ -264,28 +394,47 @@ def match_detections(
     """One-to-one pairs [P, 2] (reference, candidate) with equal labels, most-overlapping pairs first.
 
     Greedy on IoU rather than on score: in a parity check near-identical boxes must pair with each other
-    even when the two runs order equal-score detections differently.
+    even when the two runs order equal-score detections differently. A degenerate box (zero width or height,
+    which maskrcnn-benchmark keeps and random-init models make) has IoU 0 with everything, itself included:
+    left over, it pairs with the nearest unpaired box of its label within ``DEGENERATE_PAIR_PX``.
     """
+    ref_boxes = np.asarray(ref_boxes).reshape(-1, 4)
+    cand_boxes = np.asarray(cand_boxes).reshape(-1, 4)
+    same = np.asarray(ref_labels)[:, None] == np.asarray(cand_labels)[None, :]
     iou = box_iou(ref_boxes, cand_boxes)
-    iou[np.asarray(ref_labels)[:, None] != np.asarray(cand_labels)[None, :]] = -1.0
-    flat = np.argsort(-iou, axis=None, kind="stable")
+    iou[~same] = -1.0
     used_r = np.zeros(iou.shape[0], bool)
     used_c = np.zeros(iou.shape[1], bool)
     pairs: list[tuple[int, int]] = []
-    for r, c in zip(*np.unravel_index(flat, iou.shape)):
-        if iou[r, c] < iou_threshold or iou[r, c] < 0:
+    for r, c in zip(*np.unravel_index(np.argsort(-iou, axis=None, kind="stable"), iou.shape)):
+        if iou[r, c] < iou_threshold or iou[r, c] < 0 or used_r.all() or used_c.all():
             break
         if used_r[r] or used_c[c]:
             continue
         used_r[r] = used_c[c] = True
         pairs.append((int(r), int(c)))
-        if used_r.all() or used_c.all():
-            break
+    degenerate_r = (ref_boxes[:, 2] <= ref_boxes[:, 0]) | (ref_boxes[:, 3] <= ref_boxes[:, 1])
+    degenerate_c = (cand_boxes[:, 2] <= cand_boxes[:, 0]) | (cand_boxes[:, 3] <= cand_boxes[:, 1])
+    if (degenerate_r & ~used_r).any() or (degenerate_c & ~used_c).any():
+        dist = np.abs(ref_boxes[:, None, :].astype(np.float64) - cand_boxes[None, :, :]).max(-1)
+        dist[~same | ~(degenerate_r[:, None] | degenerate_c[None, :])] = np.inf
+        for r, c in zip(*np.unravel_index(np.argsort(dist, axis=None, kind="stable"), dist.shape)):
+            if not dist[r, c] <= DEGENERATE_PAIR_PX:
+                break
+            if used_r[r] or used_c[c]:
+                continue
+            used_r[r] = used_c[c] = True
+            pairs.append((int(r), int(c)))
     return np.asarray(pairs, np.int64).reshape(-1, 2)
 
 
 def compare_image(
-    index: int, ref: RawDetections, cand: RawDetections, iou_threshold: float = 0.5, name: str | None = None
+    index: int,
+    ref: RawDetections,
+    cand: RawDetections,
+    iou_threshold: float = 0.5,
+    name: str | None = None,
+    detections_per_image: int | None = None,
 ) -> ImageComparison:
     pairs = match_detections(ref.boxes, ref.labels, cand.boxes, cand.labels, iou_threshold)
     r, c = pairs[:, 0], pairs[:, 1]
@@ -297,6 +446,9 @@ def compare_image(
     unmatched_c = np.setdiff1d(np.arange(len(cand)), c)
     result.unmatched_reference = [(int(ref.labels[i]), float(ref.scores[i])) for i in unmatched_r]
     result.unmatched_candidate = [(int(cand.labels[i]), float(cand.scores[i])) for i in unmatched_c]
+    if detections_per_image:
+        result.cut_reference = _cut(ref, detections_per_image)
+        result.cut_candidate = _cut(cand, detections_per_image)
     if len(pairs):
         box_diff = np.abs(ref.boxes[r].astype(np.float64) - cand.boxes[c])
         result.max_box_diff = float(box_diff.max())
@@ -305,6 +457,8 @@ def compare_image(
         result.max_score_diff = float(score_diff.max())
         result.min_iou = float(box_iou(ref.boxes[r], cand.boxes[c]).diagonal().min())
         result.pair_diffs = {"box": box_diff.max(axis=1), "score": score_diff}
+        result.pair_scores = np.maximum(ref.scores[r], cand.scores[c]).astype(np.float64)
+        result.pair_keypoint_grids_differ = (heatmap_grid(ref.boxes[r]) != heatmap_grid(cand.boxes[c])).any(1)
     for key, name in (("mask", "masks"), ("keypoint", "keypoints")):  # where both sides have them
         diffs = _pair_diffs(name, getattr(ref, name), getattr(cand, name), r, c, result.problems)
         if diffs is not None:
@@ -318,10 +472,12 @@ def compare_detections(
     candidate: Sequence[RawDetections],
     iou_threshold: float = 0.5,
     image_names: Sequence[str] | None = None,
+    detections_per_image: int | None = None,
 ) -> ComparisonReport:
     """Match every image's detections; both lists hold the same images in the same order.
 
     ``image_names`` (e.g. file names with sizes) label the images in failures and tables instead of indices.
+    ``detections_per_image``: the model's cap, where known (ties at it are near ties, :class:`NearTies`).
     """
     if len(reference) != len(candidate):
         raise ValueError(f"reference has {len(reference)} images but candidate has {len(candidate)}")
@@ -329,7 +485,8 @@ def compare_detections(
         raise ValueError(f"{len(image_names)} image names for {len(reference)} images")
     names = [str(i) for i in range(len(reference))] if image_names is None else [str(n) for n in image_names]
     images = [
-        compare_image(i, r, c, iou_threshold, names[i]) for i, (r, c) in enumerate(zip(reference, candidate))
+        compare_image(i, r, c, iou_threshold, names[i], detections_per_image)
+        for i, (r, c) in enumerate(zip(reference, candidate))
     ]
     return ComparisonReport(images, iou_threshold, agreement_ap(reference, candidate, iou_threshold))
 
@@ -415,6 +572,17 @@ def _pair_diffs(
     else:
         diff = np.abs(ref[r].astype(np.float64) - cand[c])
     return diff.reshape(len(r), -1).max(axis=1)
+
+
+def _cut(dets: RawDetections, detections_per_image: int) -> float | None:
+    """The lowest score kept where ``dets`` fills the per-image cap (the score a tie at the cut is at)."""
+    return float(np.min(dets.scores)) if len(dets) >= detections_per_image else None
+
+
+def heatmap_grid(boxes: np.ndarray) -> np.ndarray:
+    """[N, 2] the integer sizes keypoint decoding resizes heatmaps to (``runtime.postprocess``)."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.ceil(np.maximum(boxes[:, 2:] - boxes[:, :2], np.float32(1.0)))
 
 
 def _describe(dets: list[tuple[int, float]]) -> str:

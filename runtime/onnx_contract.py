@@ -53,6 +53,8 @@ META_PRODUCER = "producer"  # "maskrcnn-deploy exporter" + versions, for bug rep
 META_PRECISION = "precision"  # one of PRECISIONS; absent means fp32 (an export before precision passes)
 META_CALIBRATION = "calibration"  # INT8: JSON of the calibration source, method and cache
 META_INT8_ACTIVATIONS = "int8_activations"  # INT8: "uint8-asymmetric" (ort) or "int8-symmetric" (trt)
+#: INT8: "7" (weights in [-64, 64], exact on every x86 CPU: runtime.cpu_features) or "8"; absent means 8
+META_INT8_WEIGHT_BITS = "int8_weight_bits"
 #: how outputs are finished on the host, one of runtime.postprocess.OUTPUT_CONVENTIONS; absent means
 #: "torchvision" (every export before detectron2 imports)
 META_OUTPUT_CONVENTION = "output_convention"

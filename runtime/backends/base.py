@@ -9,6 +9,7 @@ TensorRT results comparable detection by detection.
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,6 +53,17 @@ class Backend(ABC):
     @property
     def precision(self) -> str:
         return self.info.precision
+
+    def warn_if_inexact_here(self) -> None:
+        """Warn once when this CPU computes the model's INT8 arithmetic differently from a VNNI CPU
+        (:func:`runtime.cpu_features.int8_weight_warning`); CPU backends call it after loading."""
+        from runtime.cpu_features import int8_weight_warning
+
+        message = int8_weight_warning(
+            self.info.precision, self.info.extra.get(contract.META_INT8_WEIGHT_BITS)
+        )
+        if message is not None and self.device == "cpu":
+            warnings.warn(f"{self.model_path.name}: {message}", RuntimeWarning, stacklevel=3)
 
     @abstractmethod
     def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:

@@ -159,6 +159,8 @@ class OnnxRuntimeBackend(Backend):
             )
         static, batch = self._static_shape(meta)
         self._info = replace(meta, static_input_size=static, batch=batch, max_batch=batch)
+        if self._providers[0] == "CPUExecutionProvider":
+            self.warn_if_inexact_here()
 
     def _session_options(self) -> ort.SessionOptions:
         so = ort.SessionOptions()

@@ -94,6 +94,7 @@ class OpenVinoBackend(Backend):
         info = self._model_info(model)
         static, batch = _static_shape(model, info)
         self._info = replace(info, static_input_size=static, batch=batch, max_batch=batch)
+        self.warn_if_inexact_here()
         self._output_names = [o.get_any_name() for o in model.outputs]
         missing = [n for n in contract.DETECTION_OUTPUTS if n not in self._output_names]
         if missing:

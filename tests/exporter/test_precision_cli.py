@@ -65,7 +65,7 @@ def test_fp16_export_is_mixed_precision_and_verified(
 
 @pytest.mark.slow
 def test_int8_export_has_qdq_and_reuses_its_calibration_cache(
-    setup: dict[str, Path], capsys: pytest.CaptureFixture[str]
+    setup: dict[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = setup["root"] / "model_int8.onnx"
     args = ["--weights", setup["weights"], "--output", out, "--int8", "--quiet"]
@@ -77,10 +77,26 @@ def test_int8_export_has_qdq_and_reuses_its_calibration_cache(
     info = read_metadata(out)
     assert info.precision == "int8" and info.extra["int8_activations"] == "uint8-asymmetric"
     _check_runs_with_fp32_io(out)
+    assert info.extra["int8_weight_bits"] == "7"  # exact on every x86 CPU
     # a second export needs no images: the cache holds this model's ranges
     again = setup["root"] / "again_int8.onnx"
-    assert _run("--weights", setup["weights"], "--output", again, "--int8", "--calib-cache", cache) == 0
+    assert _run("--weights", setup["weights"], "--output", again, "--int8", "--calib-cache", cache,
+                "--int8-weight-bits", "8") == 0  # fmt: skip
     assert f"ranges reused from {cache}" in capsys.readouterr().out
+    assert read_metadata(again).extra["int8_weight_bits"] == "8"
+    # loaded on a CPU without VNNI, the 8-bit model warns (its sums saturate there); the 7-bit one does not
+    import warnings
+
+    import runtime.cpu_features as features
+    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    avx2 = features.CpuFeatures("an AVX2 CPU", True, ("AVX2",), vnni=False)
+    monkeypatch.setattr(features, "cpu_features", lambda: avx2)
+    with pytest.warns(RuntimeWarning, match="8-bit weights.*an AVX2 CPU.*re-export"):
+        OnnxRuntimeBackend(again, threads=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OnnxRuntimeBackend(out, threads=1)
 
 
 @pytest.mark.slow

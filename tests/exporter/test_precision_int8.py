@@ -36,6 +36,7 @@ def _inputs(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_regions_of_the_tiny_model(setup: dict[str, Path]) -> None:
     regions = find_regions(onnx.load(str(setup["model"])))
     assert regions.head_outputs == {HEAD_NODE}
+    assert regions.stem == {"/conv1/Conv"}  # the convolution that sees the pixels
     assert len(regions.compute) == 3  # the three convolutions; Exp/Mul/Sigmoid are glue
 
 
@@ -86,11 +87,12 @@ def test_keep_head_outputs_fp32(setup: dict[str, Path]) -> None:
     out = setup["root"] / "tiny_int8_heads.onnx"
     images = calibration_images(setup["images"], count=8)
     result = quantize_int8(setup["model"], out, images, keep_fp32="head_outputs", progress=False)
-    assert result.kept_fp32 == [HEAD_NODE]
+    assert result.kept_fp32 == sorted([HEAD_NODE, "/conv1/Conv"])  # the head output and the stem
     model = onnx.load(str(out))
-    head = next(n for n in model.graph.node if n.name == HEAD_NODE)
     weights = {t.name: t for t in model.graph.initializer}
-    assert weights[head.input[1]].data_type == onnx.TensorProto.FLOAT  # its weight is not quantized
+    for name in result.kept_fp32:
+        node = next(n for n in model.graph.node if n.name == name)
+        assert weights[node.input[1]].data_type == onnx.TensorProto.FLOAT  # its weight is not quantized
 
 
 def test_ort_flavor_defaults_to_uint8_activations_for_the_cpu(setup: dict[str, Path]) -> None:
@@ -106,10 +108,35 @@ def test_ort_flavor_defaults_to_uint8_activations_for_the_cpu(setup: dict[str, P
         if n.op_type == "DequantizeLinear" and n.input[0] in weights
     ]
     assert weight_dq and all(w.dtype == np.int8 for w in weight_dq)  # weights: symmetric INT8 either way
+    # 7-bit weights: no u8 x s8 pair sum (255 * 64 * 2 = 32640) saturates an int16 on CPUs without VNNI
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in weight_dq) == 64
     assert read_metadata(out).extra["int8_activations"] == "uint8-asymmetric"
+    assert read_metadata(out).extra["int8_weight_bits"] == "7"
     boxes, _ = run(out, *_inputs(setup["images"]))
     ref_boxes, _ = run(setup["model"], *_inputs(setup["images"]))
     np.testing.assert_allclose(boxes, ref_boxes, rtol=0.05)
+
+
+def test_eight_bit_weights_on_request_are_recorded_and_warned_about_without_vnni(
+    setup: dict[str, Path],
+) -> None:
+    from runtime.cpu_features import CpuFeatures, int8_weight_warning
+
+    out = setup["root"] / "tiny_int8_8bit.onnx"
+    quantize_int8(setup["model"], out, calibration_images(setup["images"], count=8), progress=False, bits=8)
+    model = onnx.load(str(out))
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    dq = [
+        weights[n.input[0]]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in weights
+    ]
+    assert max(int(np.abs(w.astype(np.int32)).max()) for w in dq) == 127
+    assert read_metadata(out).extra["int8_weight_bits"] == "8"
+    info = read_metadata(out)
+    avx2 = CpuFeatures("AVX2 machine", True, ("AVX2",), vnni=False)
+    message = int8_weight_warning(info.precision, info.extra.get("int8_weight_bits"), avx2)
+    assert message is not None and "8-bit weights" in message and "AVX2 machine" in message
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the legacy exporter, as exporter.onnx_export uses

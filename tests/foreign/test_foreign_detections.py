@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from exporter.onnx_export import export_onnx
+from runtime.compare import NEAR_TIES
 from runtime.predictor import Predictor
 from tests.foreign_reference import (
     MODELS,
@@ -23,6 +24,7 @@ from tests.foreign_reference import (
     label_offset,
     load_reference,
     model_dir,
+    near_tie_failures,
     read_images,
     summarize,
 )
@@ -42,10 +44,10 @@ def _matches(predictor: Predictor, name: str, images: dict[str, np.ndarray]) -> 
 
 
 def _check(matches: list[Match]) -> None:
-    failures = [f for m in matches for f in m.failures()]
+    failures = [f for m in matches for f in m.failures()] + near_tie_failures(matches)
     assert not failures, "\n".join(failures)
     summary = summarize(matches)
-    assert summary["matched"] >= summary["reference"] - summary["unmatched_near_threshold"]
+    assert summary["matched"] >= summary["reference"] - NEAR_TIES.allowance(summary["reference"])
     assert summary["matched"] > 100  # the checkpoints fire: 150-275 detections over the four photos
 
 
@@ -56,9 +58,6 @@ def test_pytorch_matches_the_source(name: str, images: dict[str, np.ndarray]) ->
     )
     matches = _matches(predictor, name, images)
     _check(matches)
-    assert sum(m.matched for m in matches) == sum(
-        m.num_reference for m in matches
-    )  # all, none near 0.05 lost
     if "mask" in name:
         assert sum(m.masks_compared for m in matches) > 100
     if "keypoint" in name:

@@ -153,3 +153,84 @@ def test_a_nan_difference_fails() -> None:
     failures = report.check(Tolerances(box=0.05, score=1e-4))
     assert len(failures) == 1 and failures[0].startswith("scores:") and "(image 1)" in failures[0]
     assert report.images[1].pairs_beyond(Tolerances(score=1e-4)).sum() == 1
+
+
+def _many(n: int = 120, seed: int = 5) -> RawDetections:
+    """``n`` separated detections of one image, scores spread from 0.06 to 0.95 (the low tail is what swaps)."""
+    rng = np.random.default_rng(seed)
+    xy = np.stack(np.meshgrid(np.arange(12) * 100.0, np.arange(10) * 100.0), -1).reshape(-1, 2)[:n]
+    return RawDetections(
+        boxes=np.concatenate([xy, xy + 60], 1).astype(np.float32),
+        scores=np.linspace(0.95, 0.06, n).astype(np.float32),
+        labels=rng.integers(1, 4, n).astype(np.int64),
+    )
+
+
+def test_near_tie_rule_accepts_a_low_score_swap_and_nothing_else() -> None:
+    from runtime.compare import NEAR_TIES
+
+    exact = Tolerances(box=0.05, score=1e-4, near_ties=NEAR_TIES)
+    ref = _many()
+    low = int(np.argmin(ref.scores))  # 0.06: a detection a tie upstream may add or remove
+    # one low-score detection missing, another (elsewhere) extra: accepted by the rule, rejected without it
+    swapped = ref.select(np.setdiff1d(np.arange(len(ref)), [low]))
+    extra = RawDetections(
+        boxes=np.array([[5000, 5000, 5060, 5060]], np.float32), scores=np.array([0.08], np.float32),
+        labels=np.array([1], np.int64),
+    )  # fmt: skip
+    cand = [
+        RawDetections(
+            boxes=np.concatenate([swapped.boxes, extra.boxes]), scores=np.concatenate([swapped.scores, extra.scores]),
+            labels=np.concatenate([swapped.labels, extra.labels]),
+        )
+    ]  # fmt: skip
+    report = compare_detections([ref], cand)
+    assert report.check(exact) == []
+    assert report.near_tie_swaps(exact) == 1
+    assert report.check(Tolerances(box=0.05, score=1e-4)) != []
+    # a real difference: a confident detection lost, or moved beyond the box tolerance
+    confident = ref.select(np.arange(1, len(ref)))  # the 0.95 one gone
+    failures = compare_detections([ref], [confident]).check(exact)
+    assert failures and "scoring above 0.1" in failures[0] and "0.950" in failures[0]
+    moved = _copy(ref)
+    moved.boxes[0] += 1.0
+    failures = compare_detections([ref], [moved]).check(exact)
+    assert any("scoring above 0.1" in f for f in failures) and any(
+        "boxes: max difference" in f for f in failures
+    )
+    # more low-score swaps than the allowance (1 in 120): rejected
+    lows = np.argsort(ref.scores)[:2]
+    failures = compare_detections([ref], [ref.select(np.setdiff1d(np.arange(len(ref)), lows))]).check(exact)
+    assert failures and "more than the 1 near-tie swap(s)" in failures[0]
+
+
+def test_ties_at_the_cap_degenerate_boxes_and_keypoint_grids_are_near_ties() -> None:
+    from runtime.compare import NEAR_TIES
+
+    exact = Tolerances(box=0.05, score=1e-4, keypoint=0.05, near_ties=NEAR_TIES)
+    # a full image (cap 4) whose last slot holds one of two detections tied at score 1.0
+    boxes = np.array(
+        [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10], [80, 0, 90, 10]], np.float32
+    )
+    ones = np.ones(5, np.float32)
+    labels = np.ones(5, np.int64)
+    kps = np.zeros((5, 2, 3), np.float32)
+    ref = RawDetections(boxes=boxes[:4], scores=ones[:4], labels=labels[:4], keypoints=kps[:4])
+    cand = RawDetections(boxes=boxes[[0, 1, 2, 4]], scores=ones[:4], labels=labels[:4], keypoints=kps[:4])
+    assert compare_detections([ref], [cand], detections_per_image=4).check(exact) == []
+    assert compare_detections([ref], [cand], detections_per_image=5).check(exact) != []  # not full: no cut
+    # degenerate boxes (zero width) pair with their twins although their IoU is 0
+    flat = RawDetections(boxes=np.array([[5, 5, 5, 40]], np.float32), scores=ones[:1], labels=labels[:1])
+    report = compare_detections([flat], [flat])
+    assert report.num_matched == 1 and report.check(exact) == []
+    # keypoints: a box 9.99 px against 10.01 px wide resizes the heatmap to 10 against 11 columns
+    a = RawDetections(boxes=np.array([[0, 0, 9.99, 20]], np.float32), scores=ones[:1], labels=labels[:1],
+                      keypoints=np.array([[[1, 1, 0], [2, 2, 0]]], np.float32))  # fmt: skip
+    b = RawDetections(boxes=np.array([[0, 0, 10.01, 20]], np.float32), scores=ones[:1], labels=labels[:1],
+                      keypoints=np.array([[[8, 1, 0], [2, 2, 0]]], np.float32))  # fmt: skip
+    report = compare_detections([a], [b])
+    assert report.check(exact) == [] and report.keypoint_grid_ties(exact) == 1
+    # the same keypoint jump on one grid is a real difference
+    b.boxes[0, 2] = 9.995
+    failures = compare_detections([a], [b]).check(exact)
+    assert any("keypoints: max difference" in f for f in failures)
