@@ -172,11 +172,27 @@ def export_int8(
             bits=calib.weight_bits,
         )  # fmt: skip
     summaries.append(quantized.summary())
+    if (speed := int8_speed_note()) is not None:
+        summaries.append(speed)
     for line in summaries:
         _say(options.progress, line)
     result = PrecisionExportResult(out, "int8", flavor, summaries)
     result.verification = _verify(options, out, "int8")
     return result
+
+
+def int8_speed_note() -> str | None:
+    """What INT8 buys on this CPU, where it may buy nothing: without VNNI the u8 x s8 products take two
+    instructions (pair sums, then widening) instead of one, and the quantize/dequantize steps cost extra."""
+    from runtime.cpu_features import cpu_features
+
+    cpu = cpu_features()
+    if not cpu.int8_saturates:
+        return None
+    return (
+        f"note: this CPU ({cpu.describe()}) has no VNNI: INT8 may be no faster than FP32 here; "
+        "python -m runtime.bench --model FP32.onnx --model INT8.onnx measures it"
+    )
 
 
 def export_precision(
@@ -418,6 +434,8 @@ def _onnx_of_precision(
     check_calibration(calib.images, cache)
     _say(progress, quantize_int8(src, converted, calib.images, calib.method, cache_path=cache,
                                  progress=progress, bits=calib.weight_bits).summary())  # fmt: skip
+    if (speed := int8_speed_note()) is not None:
+        _say(progress, speed)
     return converted, False
 
 
