@@ -47,7 +47,6 @@ if str(REPO) not in sys.path:
 
 from scripts.prepare_gpu_check import (  # noqa: E402
     DEVICE_PYTHON,
-    MODULES_FILE,
     WHEELS_DIR,
     check_resolves,
     probe,
@@ -262,10 +261,9 @@ class Check:
 
     def step_imports(self, folder: Path) -> Step:
         t = time.monotonic()
-        # this tree's list, and whatever the wheels were prepared for besides
-        listed = folder / MODULES_FILE
+        # this tree's list (the wheels' modules.txt records what they were prepared for: it goes stale when a
+        # module moves, so it only documents)
         modules = probe_modules()
-        modules += [m for m in (listed.read_text().split() if listed.is_file() else []) if m not in modules]
         try:
             found = probe(
                 modules, env=self.child_env, timeout=max(5.0, min(STEP_CAP_S["imports"], self.remaining()))

@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from exporter.errors import ExportError, VerificationError
 from runtime import onnx_contract as contract
-from runtime.backends.torch_backend import TorchBackend
 from runtime.compare import NEAR_TIES, OUTPUTS, ComparisonReport, Tolerances, compare_detections
 from runtime.cpu_features import cpu_features
 from runtime.image_io import ImageReadError, list_images, read_image
@@ -31,6 +30,7 @@ from runtime.predictor import Predictor, batched
 from runtime.preprocess import PreprocessParams
 from runtime.structures import RawDetections
 from runtime.synthetic import images_around
+from trainer.torch_backend import TorchBackend
 
 #: "the export is exact": float32 rounding only, and ties inside the model resolved either way
 #: (:data:`runtime.compare.NEAR_TIES`: a few low-score detections may swap). Masks get 1e-2: a random-init R-50 mask head amplifies

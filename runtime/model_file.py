@@ -30,7 +30,7 @@ EXTENSIONS: dict[str, str] = {
 
 #: backend name -> "module:class", imported lazily
 BACKENDS: dict[str, str] = {
-    "torch": "runtime.backends.torch_backend:TorchBackend",
+    "torch": "trainer.torch_backend:TorchBackend",  # PyTorch runs in the trainer, beside its model
     "onnxruntime": "runtime.backends.onnxruntime_backend:OnnxRuntimeBackend",
     "openvino": "runtime.backends.openvino_backend:OpenVinoBackend",
     "tensorrt": "runtime.backends.tensorrt_backend:TensorRTBackend",

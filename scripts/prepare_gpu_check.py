@@ -110,7 +110,7 @@ IMPORTED_ON_DEVICE = (
     "runtime.coco_eval",
     "runtime.evaluate",
     "runtime.bench",
-    "runtime.backends.torch_backend",
+    "trainer.torch_backend",
     "trainer.model",
     "trainer.engine",
     "trainer.cli",

@@ -20,12 +20,12 @@ from torch import nn
 from tqdm import tqdm
 from yacs.config import CfgNode
 
-from runtime.backends.torch_backend import TorchBackend, model_info_for
 from runtime.coco_eval import evaluate_coco
 from runtime.predictor import Predictor, batched
 from runtime.structures import Detections
 
 from .datasets import COCODetection
+from .torch_backend import TorchBackend, model_info_for
 
 
 @dataclass

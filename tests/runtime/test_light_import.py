@@ -110,22 +110,35 @@ def test_runtime_imports_without_torch_tensorrt_and_openvino(tmp_path: Path) -> 
     assert "pip install 'maskrcnn-deploy[openvino]'" in proc.stdout  # and the IR's
 
 
-def test_runtime_imports_trainer_only_in_the_torch_backend() -> None:
-    """The direction of dependence (DESIGN.md): trainer may use runtime, runtime uses trainer only to run a .pth."""
+#: what each package may import of ours (ARCHITECTURE.md, "Direction of dependence"): every arrow points one way
+ALLOWED_IMPORTS = {
+    "runtime": set(),
+    "calibration": {"runtime"},
+    "trainer": {"runtime"},
+    "exporter": {"runtime", "calibration", "trainer"},
+}
+
+
+def test_every_arrow_points_one_way() -> None:
+    """runtime imports no other package of ours (the PyTorch backend lives in the trainer and runtime names it
+    by string), calibration and trainer use runtime only, the exporter uses all three: no loop."""
     import ast
 
-    allowed = {REPO / "runtime" / "backends" / "torch_backend.py"}
     offenders = []
-    for path in sorted((REPO / "runtime").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            if (
-                any(n.split(".")[0] in ("trainer", "exporter", "calibration") for n in names)
-                and path not in allowed
-            ):
-                offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    for package, allowed in ALLOWED_IMPORTS.items():
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [node.module]
+                ours = {n.split(".")[0] for n in names} & set(ALLOWED_IMPORTS)
+                if ours - allowed - {package}:
+                    offenders.append(
+                        f"{path.relative_to(REPO)}:{node.lineno} imports {sorted(ours - allowed)}"
+                    )
     assert offenders == []
+    from runtime.model_file import BACKENDS
+
+    assert BACKENDS["torch"].startswith("trainer."), "runtime reaches the PyTorch backend by name only"

@@ -2,8 +2,9 @@
 
 It runs the trainer's model up to, not through, torchvision's own post-processing
 (``trainer.inference.raw_forward_batch``), so its outputs go through the same host-side pasting as the
-ONNX Runtime and TensorRT outputs. The only module of ``runtime`` that imports torch and the trainer,
-and only when a ``.pth`` is opened.
+ONNX Runtime and TensorRT outputs. It lives in the trainer, beside the model it runs, so that every arrow
+points one way (trainer -> runtime): ``runtime.model_file.BACKENDS`` names it by string and imports it only
+when a ``.pth`` is opened.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class TorchBackend(Backend):
                 f"{self.model_path}: the torch backend needs PyTorch and torchvision "
                 f"(pip install 'maskrcnn-deploy[train]'); export the model to ONNX to run it without them"
             ) from e
-        from trainer.checkpoint import CheckpointError
-        from trainer.config import ConfigError
-        from trainer.loading import load_trained_model
+        from .checkpoint import CheckpointError
+        from .config import ConfigError
+        from .loading import load_trained_model
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendUnavailable(
@@ -89,7 +90,7 @@ class TorchBackend(Backend):
         return self._info
 
     def infer(self, batch: PreprocessedBatch) -> list[RawDetections]:
-        from trainer.inference import raw_forward_batch
+        from .inference import raw_forward_batch
 
         with self._torch.inference_mode():
             return raw_forward_batch(self.model, batch, self.device, self._info.output_convention)
@@ -127,7 +128,7 @@ def model_info_for(
     cfg: Any, class_names: Sequence[str], keypoint_names: Sequence[str] | None = None
 ) -> ModelInfo:
     """What the exported model's metadata would say, from the config it is built from."""
-    from trainer.inference import preprocess_params
+    from .inference import preprocess_params
 
     return ModelInfo(
         class_names=tuple(class_names),
