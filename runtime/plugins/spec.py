@@ -19,6 +19,9 @@ Semantics (both ops are exactly torchvision's, so an exported graph matches the 
            default) is torchvision's. It changes only the level a roi is pooled from, never the pooling.
   pooling: torchvision ``roi_align`` (bilinear, ``sampling_ratio`` samples per bin, <= 0 means adaptive
            ceil(roi_size / output_size); ``aligned`` shifts by -0.5 px) with that level's spatial scale.
+  bounds:  a roi with a NaN or infinite coordinate pools to zeros; samples per bin side are at most 128
+           (``sampling_ratio`` above it is refused, an adaptive grid is capped there: a roi inside the image
+           never needs as many); output sides lie in [1, 1024].
 
 ``MRD_BatchedNms`` -- torchvision's post-processing: score filter, small-box filter, class-aware
   ``batched_nms``, keep the best ``keep_top_k``.

@@ -4,8 +4,8 @@ instead where MRD_REQUIRE_GPU=1 (scripts/gpu_check.sh sets it: on the lent GPU m
 
 Covered: FP32 and FP16; 1 to 4 images; rois on every FPN level, partly and entirely outside the image, of zero area
 and zero width; zero rois and zero images; NMS from no candidates up to 20000 candidates over 80 classes, keep_top_k
-past the 256-candidate tile; no boxes, no classes, no images; the workspace check; non-finite rois (expected to
-fail until the plugin inputs are checked, issue 25).
+past the 256-candidate tile; no boxes, no classes, no images; the workspace check; non-finite rois (pooled as
+zeros since issue 25: the math header the kernel shares with the CPU reference, tests/plugins/test_hostile_inputs.py).
 
 Tolerances: FP32 ROIAlign within 1e-5 of torchvision (rounding only) and 1e-6 of the CPU reference (the same math).
 FP16 ROIAlign (float16 storage, float32 accumulation) within atol 2e-3 + rtol 1e-3 of torchvision's FP32 op on the
@@ -322,9 +322,6 @@ print("RESULT " + json.dumps({"finite_row_same": bool(torch.equal(out[:1], finit
 """
 
 
-@pytest.mark.xfail(
-    reason="issue 25: the plugins do not check their inputs for non-finite rois yet", strict=False
-)
 def test_roi_align_non_finite_rois_refused_or_zero() -> None:
     """NaN and infinite roi coordinates (an FP16 box decode that overflows makes them): refused with a message
     naming them, or pooled as zeros without touching the other rois. In a child process, so that an illegal

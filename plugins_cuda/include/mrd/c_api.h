@@ -20,6 +20,12 @@ extern "C" {
 #endif
 
 #define MRD_MAX_LEVELS 8
+/* Bounds on what one roi may cost, whatever a model file says: samples per bin side (a sampling_ratio
+ * attribute, or the adaptive ceil(roi_size / output_size) of a huge roi) and the pooled output size. A roi
+ * inside the image needs at most ceil(feature map side / output side) samples per bin side: 48 for a
+ * 1344-px image at stride 4 and a 7-wide output, so the cap changes no legitimate result. */
+#define MRD_MAX_SAMPLING 128
+#define MRD_MAX_OUTPUT_SIDE 1024
 
 enum MrdStatus
 {

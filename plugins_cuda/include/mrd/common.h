@@ -86,4 +86,10 @@ MRD_HD float min_f(float a, float b)
     return a < b ? a : b;
 }
 
+// Neither NaN nor infinite (no fast-math here: the comparisons mean what they say)
+MRD_HD bool finite_f(float v)
+{
+    return v == v && v <= 3.402823466e38f && v >= -3.402823466e38f;
+}
+
 } // namespace mrd

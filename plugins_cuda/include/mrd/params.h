@@ -29,9 +29,16 @@ inline int k_max(MrdRoiAlignParams const& p)
 // Empty string when valid, else what is wrong.
 inline std::string validate(MrdRoiAlignParams const& p)
 {
-    if (p.output_height <= 0 || p.output_width <= 0)
+    if (p.output_height <= 0 || p.output_width <= 0 || p.output_height > MRD_MAX_OUTPUT_SIDE
+        || p.output_width > MRD_MAX_OUTPUT_SIDE)
     {
-        return "output_height and output_width must be positive";
+        return "output_height and output_width must lie in [1, " + std::to_string(MRD_MAX_OUTPUT_SIDE) + "], got "
+            + std::to_string(p.output_height) + " x " + std::to_string(p.output_width);
+    }
+    if (p.sampling_ratio > MRD_MAX_SAMPLING)
+    {
+        return "sampling_ratio must be at most " + std::to_string(MRD_MAX_SAMPLING) + " (<= 0: adaptive), got "
+            + std::to_string(p.sampling_ratio);
     }
     if (p.num_levels < 1 || p.num_levels > MRD_MAX_LEVELS)
     {

@@ -2,6 +2,7 @@
 // kernel), shared by the CPU reference and the CUDA kernel. See runtime/plugins/spec.py for the op spec.
 #pragma once
 
+#include "mrd/c_api.h"
 #include "mrd/common.h"
 
 namespace mrd
@@ -64,8 +65,15 @@ MRD_HD RoiGeometry roi_geometry(float x1, float y1, float x2, float y2, float sp
     }
     g.bin_h = roi_height / static_cast<float>(pooled_height);
     g.bin_w = roi_width / static_cast<float>(pooled_width);
-    g.grid_h = sampling_ratio > 0 ? sampling_ratio : static_cast<int>(ceilf(roi_height / pooled_height));
-    g.grid_w = sampling_ratio > 0 ? sampling_ratio : static_cast<int>(ceilf(roi_width / pooled_width));
+    // A roi with a non-finite coordinate (an FP16 box decode that overflowed, a crafted input) pools to 0: no
+    // sample position of it is a number, and casting one to an index is undefined. Adaptive grids are capped
+    // (MRD_MAX_SAMPLING: no legitimate roi reaches it), so a huge roi cannot loop for ever.
+    bool const finite = finite_f(g.start_h) && finite_f(g.start_w) && finite_f(end_h) && finite_f(end_w)
+        && finite_f(roi_height) && finite_f(roi_width);
+    float const adaptive_h = min_f(ceilf(roi_height / pooled_height), static_cast<float>(MRD_MAX_SAMPLING));
+    float const adaptive_w = min_f(ceilf(roi_width / pooled_width), static_cast<float>(MRD_MAX_SAMPLING));
+    g.grid_h = !finite ? 0 : sampling_ratio > 0 ? sampling_ratio : static_cast<int>(adaptive_h);
+    g.grid_w = !finite ? 0 : sampling_ratio > 0 ? sampling_ratio : static_cast<int>(adaptive_w);
     int const n = g.grid_h * g.grid_w;
     g.count = static_cast<float>(n > 1 ? n : 1);
     return g;
@@ -75,7 +83,8 @@ MRD_HD RoiGeometry roi_geometry(float x1, float y1, float x2, float y2, float sp
 template <typename T>
 MRD_HD float bilinear_sample(T const* plane, int height, int width, float y, float x)
 {
-    if (y < -1.0f || y > static_cast<float>(height) || x < -1.0f || x > static_cast<float>(width))
+    // written so that a NaN position is outside too (every comparison with NaN is false)
+    if (!(y >= -1.0f && y <= static_cast<float>(height) && x >= -1.0f && x <= static_cast<float>(width)))
     {
         return 0.0f;
     }
