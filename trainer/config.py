@@ -302,15 +302,70 @@ def _assign(cfg: CN, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+#: what a config may hold: a real one (detectron2's full dump with its aliases) is ~20 KB, ~1,000 nodes, 5 deep
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_NODES = 100_000  # counted with every alias expanded, as the config code walks them
+MAX_CONFIG_DEPTH = 32
+
+
+def bounded_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of a config's text, refused before it is built when it is too big, too deep, recursive
+    (``&a {X: *a}``) or an alias bomb (a few hundred bytes that expand to millions of keys): configs are
+    untrusted (downloaded files, checkpoints, model metadata)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{where} is {len(text)} characters; a config holds at most {MAX_CONFIG_BYTES}")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where} is not valid YAML: {first_line_of(e)}") from None
+    if root is None:
+        return None
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node, depth: int, path: set[int]) -> int:
+        if id(node) in path:
+            raise ConfigError(f"{where} is recursive (an alias inside its own anchor)")
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels")
+        if id(node) not in sizes:
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            elif isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            path.add(id(node))
+            total = 1 + sum(size(c, depth + 1, path) for c in children)
+            path.discard(id(node))
+            sizes[id(node)] = total
+        if sizes[id(node)] > MAX_CONFIG_NODES:
+            raise ConfigError(f"{where} expands to more than {MAX_CONFIG_NODES} values (aliases expanded)")
+        return sizes[id(node)]
+
+    size(root, 0, set())
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{where} is not valid YAML: {first_line_of(e)}") from None
+
+
+def first_line_of(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
+
+
 def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """A YAML config file's top-level mapping, or a ConfigError saying why it is not one."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path} is {path.stat().st_size} bytes; a config holds at most {MAX_CONFIG_BYTES}"
+        )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not text (not UTF-8): is it the weights file?") from None
+    data = bounded_yaml(text, f"config file {path}") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, not {type(data).__name__}")
     return data
@@ -429,7 +484,9 @@ def config_to_yaml(cfg: CN) -> str:
 def config_from_yaml_text(text: str) -> CN:
     """Rebuild a config saved in a checkpoint or ONNX metadata, tolerating keys newer versions dropped."""
     cfg = get_default_config()
-    data = yaml.safe_load(text) or {}
+    data = bounded_yaml(text, "the saved config") or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"the saved config must hold a mapping of keys, not {type(data).__name__}")
     _merge_known(cfg, data)
     validate(cfg)
     cfg.freeze()

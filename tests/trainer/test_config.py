@@ -92,3 +92,27 @@ def test_every_shipped_config_loads(name: str) -> None:
         assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1 + len(
             SHAPES_CLASSES
         )  # background + the generator's classes
+
+
+def test_hostile_yaml_is_refused_in_one_line_before_it_is_built(tmp_path) -> None:
+    """Issue 25: a recursive alias was a RecursionError traceback, a 316-byte alias bomb expanded to millions of
+    values, a binary file a UnicodeDecodeError traceback; each is now a ConfigError naming the file."""
+    import pytest
+
+    from trainer.config import ConfigError, load_config
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join(['*' + chr(96 + i)] * 9)}]\n" for i in range(1, 9)
+    ) + "MODEL: *i\n"  # fmt: skip
+    cases = {
+        "recursive.yaml": (b"MODEL: &a {X: *a}\n", "is recursive"),
+        "bomb.yaml": (bomb.encode(), "expands to more than 100000 values"),
+        "binary.yaml": (bytes(range(256)) * 4, "is not text"),
+        "deep.yaml": (("MODEL: " + "{a: " * 40 + "1" + "}" * 40 + "\n").encode(), "nests deeper than 32"),
+    }
+    for name, (data, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ConfigError, match=message) as e:
+            load_config(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
