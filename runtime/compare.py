@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from runtime.box_ops import box_iou
+from runtime.postprocess import keypoint_box_sizes
 from runtime.structures import RawDetections
 
 #: the outputs compared per matched pair: (key, plural for messages, unit). ``Tolerances.<key>`` bounds it,
@@ -179,22 +180,18 @@ class ImageComparison(_MatchedFractions):
         """Each side's scores of detections unmatched or matched beyond ``tol`` that no cut or decoding grid
         explains (:class:`NearTies`)."""
         beyond = self.pairs_beyond(tol, [k for k, _, _ in OUTPUTS if k != "keypoint"])
-        if self.num_matched:
-            beyond |= self.pairs_beyond(tol, ["keypoint"]) & ~self.pair_keypoint_grids_differ
+        beyond |= self.pairs_beyond(tol, ["keypoint"]) & ~self.pair_keypoint_grids_differ
+        beyond_scores = self.pair_scores[beyond].tolist()
         score_tol = tol.score or 0.0
         out = {}
         for side, unmatched, cut in (
             ("reference", self.unmatched_reference, self.cut_reference),
             ("candidate", self.unmatched_candidate, self.cut_candidate),
         ):
-
-            def at_cut(score: float, cut: float | None = cut) -> bool:
-                return cut is not None and score <= cut + score_tol
-
-            pairs = (
-                [s for s in self.pair_scores[beyond].tolist() if not at_cut(s)] if self.num_matched else []
-            )
-            out[side] = [s for _, s in unmatched if not at_cut(s)] + pairs
+            scores = [s for _, s in unmatched] + beyond_scores
+            out[side] = [
+                s for s in scores if cut is None or not s <= cut + score_tol
+            ]  # ties at the cut left out
         return out
 
 
@@ -281,7 +278,6 @@ class ComparisonReport(_MatchedFractions):
         return sum(
             int((im.pairs_beyond(tol, ["keypoint"]) & im.pair_keypoint_grids_differ).sum())
             for im in self.images
-            if im.num_matched
         )
 
     def near_tie_swaps(self, tol: Tolerances) -> int:
@@ -458,7 +454,8 @@ def compare_image(
         result.min_iou = float(box_iou(ref.boxes[r], cand.boxes[c]).diagonal().min())
         result.pair_diffs = {"box": box_diff.max(axis=1), "score": score_diff}
         result.pair_scores = np.maximum(ref.scores[r], cand.scores[c]).astype(np.float64)
-        result.pair_keypoint_grids_differ = (heatmap_grid(ref.boxes[r]) != heatmap_grid(cand.boxes[c])).any(1)
+        grids = [np.ceil(keypoint_box_sizes(boxes)) for boxes in (ref.boxes[r], cand.boxes[c])]
+        result.pair_keypoint_grids_differ = (grids[0] != grids[1]).any(1)
     for key, name in (("mask", "masks"), ("keypoint", "keypoints")):  # where both sides have them
         diffs = _pair_diffs(name, getattr(ref, name), getattr(cand, name), r, c, result.problems)
         if diffs is not None:
@@ -577,12 +574,6 @@ def _pair_diffs(
 def _cut(dets: RawDetections, detections_per_image: int) -> float | None:
     """The lowest score kept where ``dets`` fills the per-image cap (the score a tie at the cut is at)."""
     return float(np.min(dets.scores)) if len(dets) >= detections_per_image else None
-
-
-def heatmap_grid(boxes: np.ndarray) -> np.ndarray:
-    """[N, 2] the integer sizes keypoint decoding resizes heatmaps to (``runtime.postprocess``)."""
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return np.ceil(np.maximum(boxes[:, 2:] - boxes[:, :2], np.float32(1.0)))
 
 
 def _describe(dets: list[tuple[int, float]]) -> str:

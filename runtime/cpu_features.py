@@ -67,13 +67,7 @@ def cpu_features() -> CpuFeatures:
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def int8_weight_warning(
@@ -106,10 +100,22 @@ def _numpy_cpu_features() -> dict[str, bool]:
 
 
 def _proc_flags() -> set[str]:
+    return set((_cpuinfo_field("flags") or "").split())
+
+
+@lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, ...]:
+    """The lines of /proc/cpuinfo, read once (empty where there is none)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
+        return tuple(Path("/proc/cpuinfo").read_text().splitlines())
     except OSError:
-        pass
-    return set()
+        return ()
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first CPU's value of ``name`` in /proc/cpuinfo."""
+    for line in _cpuinfo():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None

@@ -183,6 +183,16 @@ def _opencv_bicubic(maps: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     return resized.reshape(out_h, out_w, -1).transpose(2, 0, 1)  # one channel comes back 2-D
 
 
+def keypoint_box_sizes(boxes: np.ndarray) -> np.ndarray:
+    """[N, 2] float32 (width, height) of boxes [N, 4] as keypoint decoding takes them (at least 1 px).
+
+    Their ceiling is the grid each heatmap is resized to, so two boxes on either side of an integer size
+    decode on different grids (``runtime.compare.NearTies`` judges keypoints by this).
+    """
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.maximum(boxes[:, 2:] - boxes[:, :2], np.float32(1.0))
+
+
 def heatmaps_to_keypoints(
     heatmaps: np.ndarray, boxes: np.ndarray, output_convention: str = OUTPUT_TORCHVISION
 ) -> np.ndarray:
@@ -202,11 +212,12 @@ def heatmaps_to_keypoints(
         raise ValueError(f"heatmaps must be [N, NK, S, S] for {len(boxes)} boxes, got shape {heatmaps.shape}")
     n, num_kp, src_h, src_w = heatmaps.shape
     out = np.zeros((n, num_kp, 3), np.float32)
-    widths = np.maximum(boxes[:, 2] - boxes[:, 0], np.float32(1.0))
-    heights = np.maximum(boxes[:, 3] - boxes[:, 1], np.float32(1.0))
+    sizes = keypoint_box_sizes(boxes)
+    widths, heights = sizes[:, 0], sizes[:, 1]
+    grid = np.ceil(sizes).astype(np.int64)
     kp = np.arange(num_kp)
     for i in range(n):
-        out_w, out_h = int(np.ceil(widths[i])), int(np.ceil(heights[i]))
+        out_w, out_h = int(grid[i, 0]), int(grid[i, 1])
         if output_convention == OUTPUT_MASKRCNN_BENCHMARK:
             resized = _opencv_bicubic(heatmaps[i], out_h, out_w)
         else:

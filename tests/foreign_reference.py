@@ -24,7 +24,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from runtime.box_ops import box_iou
-from runtime.compare import NEAR_TIES, heatmap_grid
+from runtime.compare import NEAR_TIES
+from runtime.postprocess import keypoint_box_sizes
 from runtime.structures import Detections
 
 FOREIGN = Path(__file__).resolve().parent / "data" / "foreign"
@@ -162,7 +163,10 @@ def compare(ref: dict[str, Any], ours: Detections, label_offset: int, image: str
         # keypoints decoded on different grids (boxes on either side of an integer size in network-input
         # pixels) are a near tie of the decoding (runtime.compare.NearTies), not compared
         scale = ref["input_hw"][0] / ref["orig_hw"][0]
-        same_grid = (heatmap_grid(ref_boxes[r_idx] * scale) == heatmap_grid(boxes[c_idx] * scale)).all(1)
+        grids = [
+            np.ceil(keypoint_box_sizes(b[idx] * scale)) for b, idx in ((ref_boxes, r_idx), (boxes, c_idx))
+        ]
+        same_grid = (grids[0] == grids[1]).all(1)
         diffs = np.abs(theirs - mine).reshape(len(pairs), -1).max(1)[same_grid]
         m.max_keypoint_diff = float(diffs.max(initial=0.0))
     return m

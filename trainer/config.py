@@ -311,41 +311,53 @@ MAX_CONFIG_DEPTH = 32
 def bounded_yaml(text: str, where: str) -> Any:
     """``yaml.safe_load`` of a config's text, refused before it is built when it is too big, too deep, recursive
     (``&a {X: *a}``) or an alias bomb (a few hundred bytes that expand to millions of keys): configs are
-    untrusted (downloaded files, checkpoints, model metadata)."""
+    untrusted (downloaded files, checkpoints, model metadata). The text is parsed once: the node graph is
+    measured, then built."""
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{where} is {len(text)} characters; a config holds at most {MAX_CONFIG_BYTES}")
+    loader = yaml.SafeLoader(text)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _measure(root, where)
+        return loader.construct_document(root)
     except yaml.YAMLError as e:
         raise ConfigError(f"{where} is not valid YAML: {first_line_of(e)}") from None
-    if root is None:
-        return None
-    sizes: dict[int, int] = {}
+    finally:
+        loader.dispose()
 
-    def size(node: yaml.Node, depth: int, path: set[int]) -> int:
+
+def _measure(root: yaml.Node, where: str) -> None:
+    """Refuse a node graph that is recursive, or that expanded (every alias in place) holds more than
+    ``MAX_CONFIG_NODES`` values or nests deeper than ``MAX_CONFIG_DEPTH``. Each node is measured once (its
+    expanded size and height), so an alias bomb costs its own size, not its expansion."""
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, levels) of its expansion
+    path: set[int] = set()
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
         if id(node) in path:
             raise ConfigError(f"{where} is recursive (an alias inside its own anchor)")
-        if depth > MAX_CONFIG_DEPTH:
-            raise ConfigError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels")
-        if id(node) not in sizes:
+        if id(node) not in measured:
+            if depth > MAX_CONFIG_DEPTH:
+                raise ConfigError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels")
             children: list[yaml.Node] = []
             if isinstance(node, yaml.SequenceNode):
                 children = list(node.value)
             elif isinstance(node, yaml.MappingNode):
                 children = [n for pair in node.value for n in pair]
             path.add(id(node))
-            total = 1 + sum(size(c, depth + 1, path) for c in children)
+            below = [measure(c, depth + 1) for c in children]
             path.discard(id(node))
-            sizes[id(node)] = total
-        if sizes[id(node)] > MAX_CONFIG_NODES:
+            measured[id(node)] = (1 + sum(v for v, _ in below), 1 + max((h for _, h in below), default=0))
+        values, levels = measured[id(node)]
+        if values > MAX_CONFIG_NODES:
             raise ConfigError(f"{where} expands to more than {MAX_CONFIG_NODES} values (aliases expanded)")
-        return sizes[id(node)]
+        if depth + levels - 1 > MAX_CONFIG_DEPTH:  # reached again through an alias, deeper than first
+            raise ConfigError(f"{where} nests deeper than {MAX_CONFIG_DEPTH} levels")
+        return values, levels
 
-    size(root, 0, set())
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{where} is not valid YAML: {first_line_of(e)}") from None
+    measure(root, 0)
 
 
 def first_line_of(error: Exception) -> str:

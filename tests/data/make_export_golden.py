@@ -5,7 +5,7 @@ the multiset of ops, the initializers (dtype, shape, bytes hash; names left out,
 the inputs/outputs and their shapes, the metadata, and the outputs on two fixed input batches. Run it
 again (``python tests/data/make_export_golden.py [VARIANT ...]``) only when an export is meant to change,
 and say why in the commit. Regenerated: ``int8`` in issue 23 (7-bit weights under UINT8 activations, so
-that its outputs are the same on CPUs without VNNI). Made from our own code on weights seeded here (torch.manual_seed(0) random init).
+that its outputs are the same on CPUs without VNNI, and the stem convolution kept FP32). Made from our own code on weights seeded here (torch.manual_seed(0) random init).
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def load() -> tuple[dict, dict[str, np.ndarray]]:
 
 def export_variants(out_dir: Path, names: tuple[str, ...] | None = None) -> dict[str, Path]:
     """The exports of the seeded shapes checkpoint (INT8 calibrated on 8 generated images): the four
-    variants, or those of ``names`` and what they are made from."""
+    variants, or only those named in ``names``."""
     import cv2
 
     from calibration.image_source import calibration_images
@@ -176,10 +176,7 @@ def main(names: list[str]) -> None:
     """Rewrite the golden of the variants ``names`` (all when empty), keeping the others as they were."""
     facts, arrays = load() if names else ({}, {})
     with tempfile.TemporaryDirectory() as tmp:
-        paths = export_variants(Path(tmp))
-        for name, p in paths.items():
-            if names and name not in names:
-                continue
+        for name, p in export_variants(Path(tmp), tuple(names) or None).items():
             facts[name] = describe(p)
             arrays = {k: v for k, v in arrays.items() if not k.startswith(f"{name}/")}
             for b, feeds in enumerate(golden_inputs()):

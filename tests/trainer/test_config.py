@@ -109,6 +109,13 @@ def test_hostile_yaml_is_refused_in_one_line_before_it_is_built(tmp_path) -> Non
         "bomb.yaml": (bomb.encode(), "expands to more than 100000 values"),
         "binary.yaml": (bytes(range(256)) * 4, "is not text"),
         "deep.yaml": (("MODEL: " + "{a: " * 40 + "1" + "}" * 40 + "\n").encode(), "nests deeper than 32"),
+        # 20 levels under an anchor, used again 14 levels down: 34 deep only once the alias is expanded
+        "alias_deep.yaml": (
+            (
+                "a: &a " + "{x: " * 20 + "1" + "}" * 20 + "\nb: " + "{y: " * 13 + "*a" + "}" * 13 + "\n"
+            ).encode(),
+            "nests deeper than 32",
+        ),  # fmt: skip
     }
     for name, (data, message) in cases.items():
         path = tmp_path / name
