@@ -5,6 +5,10 @@ aspect ratios, batches of 2 with different image sizes (padding inside a batch),
 zero detections). Both sides get the same ``runtime.preprocess`` output; the comparison is
 ``runtime.compare`` and the ONNX side runs through ``runtime``'s ONNX Runtime backend, so what is verified
 is what gets deployed.
+
+The batch check then holds the exported model to its own answers: every image in calls of up to four
+(different sizes and aspect ratios, and two images of one canvas so that a real multi-image call runs)
+against the same image alone, with the same tolerances (:func:`batch_report`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ EXPORT_TOLERANCES = Tolerances(box=0.05, score=1e-4, mask=1e-2, keypoint=0.05, n
 class VerificationResult:
     report: ComparisonReport
     failures: list[str]
+    #: the exported model batched against itself one image per call (:func:`batch_report`)
+    batched: ComparisonReport | None = None
     load_warnings: list[str] = field(default_factory=list)
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     #: the CPU the numbers were measured on, with its features (INT8 results depend on VNNI)
@@ -124,6 +130,32 @@ def run_both(
     return ref_raws, cand_raws, sizes
 
 
+#: images per call of the batch check (bounded by the model's own batch limit)
+BATCH_CHECK_SIZE = 4
+
+
+def batch_check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The verification images with a mirrored copy of the first beside it: other content on the same canvas,
+    so the batched calls include a real multi-image call (images of different canvases run apart,
+    ``runtime.canvas``)."""
+    return [images[0], np.ascontiguousarray(images[0][:, ::-1]), *images[1:]]
+
+
+def batch_report(
+    predictor: Predictor,
+    images: Sequence[np.ndarray],
+    per_call: int = BATCH_CHECK_SIZE,
+    alone: Sequence[RawDetections] | None = None,
+) -> ComparisonReport:
+    """Each image's outputs in calls of ``per_call`` images against its outputs alone (``alone``, when the
+    caller has them): what an image gets must not depend on what it is batched with."""
+    if alone is None:
+        alone = [predictor.run([image], paste_masks=False).raw[0] for image in images]
+    per_call = min(per_call, predictor.info.max_batch or per_call)
+    together = [raw for group in batched(list(images), per_call) for raw in predictor.run(group, False).raw]
+    return compare_detections(alone, together, detections_per_image=predictor.info.detections_per_image)
+
+
 def verify_export(
     model_path: str | Path,
     model: nn.Module,
@@ -139,9 +171,12 @@ def verify_export(
     reference, candidate, sizes = run_both(model_path, model, images, progress)
     report = compare_detections(reference, candidate, detections_per_image=info.detections_per_image)
     failures = report.check(tolerances)
+    with Predictor(load_backend(model_path, threads=2), confidence_threshold=0.0) as predictor:
+        batched_report = batch_report(predictor, batch_check_images(images))
+    failures += [f"batched: {f}" for f in batched_report.check(tolerances)]
     if warnings:
         failures.append(f"ONNX Runtime warned while loading the model: {warnings[0]}")
-    result = VerificationResult(report, failures, warnings, sizes, cpu_features().describe())
+    result = VerificationResult(report, failures, batched_report, warnings, sizes, cpu_features().describe())
     if progress:
         print(f"verification of {Path(model_path).name} against PyTorch on {len(images)} images "
               f"(network input sizes {', '.join(f'{h}x{w}' for h, w in sizes)}):")  # fmt: skip
@@ -153,6 +188,8 @@ def verify_export(
             print(
                 f"keypoints decoded on different grids (box sizes on either side of an integer): {grid} pair(s)"
             )
+        print(f"batch check: {len(images) + 1} images {BATCH_CHECK_SIZE} per call against one per call:")
+        print(batched_report.format_table())
         print(f"measured on: {result.cpu}")
         if tolerances.min_matched < 1.0 and any(
             getattr(tolerances, key) is not None for key, _, _ in OUTPUTS

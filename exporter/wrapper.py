@@ -141,7 +141,30 @@ class ExportableDetector(nn.Module):
         for i, base in enumerate(rpn.anchor_generator.cell_anchors):
             self.register_buffer(f"cell_anchors_{i}", base.to(torch.float32), persistent=False)
         self.num_rpn_levels = len(rpn.anchor_generator.cell_anchors)
+        if flavor == "trt":
+            self._check_plugin_attrs()
         self.eval()
+
+    def _check_plugin_attrs(self) -> None:
+        """The plugins' own checks of this model's attributes, at export rather than at the first run (an
+        MNV3-FPN pools two levels of one stride, which the multi-level ROIAlign plugin cannot map)."""
+        from runtime.plugins.library import PluginCallError, PluginLibraryNotFound
+        from runtime.plugins.reference import check_nms_attrs, check_roi_align_attrs
+
+        pooled = [self.box_attrs]
+        pooled += [self.mask_attrs] if self.has_masks else []
+        pooled += [self.keypoint_attrs] if self.has_keypoints else []
+        try:
+            for attrs in pooled:
+                check_roi_align_attrs(attrs)
+            for nms in (self.rpn_nms, self.box_nms):
+                check_nms_attrs(nms)
+        except PluginLibraryNotFound:
+            return  # not built here: the loader checks the same where the file runs
+        except (PluginCallError, ValueError) as e:
+            raise NotImplementedError(
+                f"the trt flavor's plugins cannot run this model ({e}); export the ort flavor instead"
+            ) from None
 
     def train(self, mode: bool = True) -> ExportableDetector:
         """Always eval: torch.onnx.export restores the caller's mode, which would put the model in training."""

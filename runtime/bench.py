@@ -276,13 +276,16 @@ def _profile_ops(
     with tqdm(total=len(ok), desc="profiling ops", unit="model", disable=not progress) as bar:
         for r, pred in ok:
             try:
-                profile = pred.backend.profile_ops([pred.preprocess(batches[b]) for b in used])
+                calls = [c for b in used for _, c in pred.calls(pred.preprocess(batches[b]))]
+                profile = pred.backend.profile_ops(calls)
             except Exception as e:  # a profiler failing must not take the timings down
                 log.warning("%s: operators not profiled: %s: %s", r.path, type(e).__name__, e)
                 profile = None
             bar.update(1)
-            if profile is not None:
-                r.op_ms, r.op_runs = profile.ms_per_run, profile.runs
+            if profile is not None:  # per timed batch, which may take several calls
+                per_batch = len(calls) / max(1, len(used))
+                r.op_ms = {op: ms * per_batch for op, ms in profile.ms_per_run.items()}
+                r.op_runs = len(used)
 
 
 def format_op_profiles(report: BenchReport) -> str:
@@ -307,10 +310,16 @@ def _flops_of(r: ModelResult, pred: Predictor, batches: Sequence[list[np.ndarray
     counts: list[float] = []
     try:
         for start in range(0, len(batches), FLOP_CHUNK):
-            part = pred.backend.count_flops([pred.preprocess(b) for b in batches[start : start + FLOP_CHUNK]])
+            # what runs: each batch's calls (one per canvas, Predictor.calls), summed per batch
+            calls = [
+                [c for _, c in pred.calls(pred.preprocess(b))] for b in batches[start : start + FLOP_CHUNK]
+            ]
+            part = pred.backend.count_flops([c for per_batch in calls for c in per_batch])
             if part is None:
                 return None
-            counts += part
+            for per_batch in calls:
+                counts.append(sum(part[: len(per_batch)]))
+                part = part[len(per_batch) :]
     except Exception as e:
         log.warning("%s: FLOPs not counted: %s: %s", r.path, type(e).__name__, e)
         return None

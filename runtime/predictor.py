@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 import numpy as np
 
 from runtime.backends.base import Backend, split_batches
+from runtime.canvas import split_by_canvas
 from runtime.draw import draw_detections, mask_heatmap_montage
 from runtime.model_file import load_backend
 from runtime.onnx_contract import ModelInfo
@@ -109,16 +110,25 @@ class Predictor:
     def preprocess(self, images: Sequence[np.ndarray]) -> PreprocessedBatch:
         return preprocess(images, self.info.preprocess, pad_to=self.info.static_input_size)
 
+    def calls(self, batch: PreprocessedBatch) -> list[tuple[tuple[int, ...], PreprocessedBatch]]:
+        """The backend calls that ``batch`` takes, with the positions of their images in it: one call per own
+        canvas (``runtime.canvas``: an image's detections do not depend on what it is batched with), split
+        into chunks where the model bounds the batch size."""
+        info = self.info
+        out = []
+        for group, part in split_by_canvas(batch, info.preprocess.size_divisibility, info.static_input_size):
+            for r in split_batches(len(part), info.max_batch):
+                out.append((group.indices[r.start : r.stop], part if len(r) == len(part) else part.take(r)))
+        return out
+
     def infer_raw(self, batch: PreprocessedBatch) -> list[RawDetections]:
-        """Backend outputs for a batch, split into chunks where the model bounds the batch size."""
-        if self.info.max_batch is None or len(batch) <= self.info.max_batch:
-            return self.backend.infer(batch)
-        raws: list[RawDetections] = []
-        for r in split_batches(len(batch), self.info.max_batch):
-            part = PreprocessedBatch(batch.images[r.start : r.stop], batch.image_sizes[r.start : r.stop],
-                                     batch.original_sizes[r.start : r.stop])  # fmt: skip
-            raws.extend(self.backend.infer(part))
-        return raws
+        """Backend outputs for a batch, in its order, from the calls :meth:`calls` says."""
+        raws: list[RawDetections | None] = [None] * len(batch)
+        for indices, chunk in self.calls(batch):
+            for i, raw in zip(indices, self.backend.infer(chunk)):
+                raws[i] = raw
+        assert all(r is not None for r in raws)
+        return raws  # type: ignore[return-value]
 
     def run(self, images: Sequence[np.ndarray], paste_masks: bool = True) -> Prediction:
         """The whole pipeline on a batch of BGR images, keeping every intermediate result.

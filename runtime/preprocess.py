@@ -128,6 +128,11 @@ class PreprocessedBatch:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def take(self, indices: Sequence[int] | range) -> PreprocessedBatch:
+        """The images at ``indices``, in that order (a copy; the canvas is unchanged)."""
+        idx = np.asarray(list(indices), np.int64)
+        return PreprocessedBatch(self.images[idx], self.image_sizes[idx], self.original_sizes[idx])
+
 
 def resized_size(h: int, w: int, params: PreprocessParams) -> tuple[int, int]:
     """(h', w') the model's own test-time transform resizes an (h, w) image to (``params.resize``).

@@ -7,8 +7,9 @@ post-processing, tested here like any other code:
 - :class:`PreprocessStep`: encoded image bytes -> :func:`runtime.image_io.decode_image` ->
   :func:`runtime.preprocess.preprocess` -> the ONNX contract's inputs plus the original size;
 - :class:`ModelStep`: the ONNX contract's inputs -> :class:`OnnxRuntimeBackend`'s session -> its outputs.
-  Requests that Triton's dynamic batcher groups are run together when their canvas (padded H x W) is the
-  same, separately otherwise, so every image gets exactly the outputs it gets alone in the local runtime;
+  The images of the requests that Triton's dynamic batcher groups run together when their own canvas
+  (``runtime.canvas``) is the same, separately otherwise, so every image gets exactly the outputs it gets
+  alone in the local runtime;
 - :class:`PostprocessStep`: the contract's outputs -> :func:`runtime.onnx_contract.outputs_to_raw` ->
   :func:`runtime.postprocess.postprocess` -> detections in image pixels, masks thresholded to 0/1.
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from runtime import onnx_contract as contract
 from runtime import triton_contract as tc
+from runtime.canvas import canvas_groups, on_canvas
 from runtime.image_io import ImageReadError, decode_image
 from runtime.onnx_contract import ModelInfo
 from runtime.postprocess import postprocess
@@ -124,29 +126,36 @@ class ModelStep(Step):
         return np.ascontiguousarray(images, np.float32), np.ascontiguousarray(sizes, np.int64)
 
     def run(self, requests: Sequence[Mapping[str, np.ndarray]]) -> list[Tensors | StepInputError]:
+        """Every image of every request runs in one call with the others of its own canvas
+        (``runtime.canvas``), whatever canvas its request came on; outputs go back per request."""
         out: list[Tensors | StepInputError] = []
-        groups: dict[tuple[int, int], list[int]] = {}
-        checked: list[tuple[np.ndarray, np.ndarray] | None] = []
-        for i, request in enumerate(requests):
+        # own canvas -> [(request, position in it, image on the canvas, size)]
+        groups: dict[tuple[int, int], list[tuple[int, int, np.ndarray, np.ndarray]]] = {}
+        counts: list[int] = []
+        params, static = self.info.preprocess, self.info.static_input_size
+        for r, request in enumerate(requests):
             try:
-                checked.append(self.check(request))
+                images, sizes = self.check(request)
             except StepInputError as e:
-                checked.append(None)
                 out.append(e)
+                counts.append(0)
                 continue
             out.append({})
-            groups.setdefault(tuple(checked[-1][0].shape[2:]), []).append(i)  # type: ignore[index]
+            counts.append(len(images))
+            for group in canvas_groups(sizes, params.size_divisibility, static):
+                idx = list(group.indices)
+                placed = on_canvas(images[idx], sizes[idx], group.canvas)
+                members = groups.setdefault(group.canvas, [])
+                members.extend((r, i, placed[k], sizes[i]) for k, i in enumerate(idx))
+        per_image: dict[tuple[int, int], Tensors] = {}
         for members in groups.values():
-            parts = [checked[i] for i in members]
-            images = np.concatenate([p[0] for p in parts if p is not None])
-            sizes = np.concatenate([p[1] for p in parts if p is not None])
-            results = self.infer(images, sizes)
-            start = 0
-            for i, part in zip(members, parts):
-                assert part is not None
-                n = part[0].shape[0]
-                out[i] = {name: value[start : start + n] for name, value in results.items()}
-                start += n
+            results = self.infer(np.stack([m[2] for m in members]), np.stack([m[3] for m in members]))
+            for k, (r, i, _, _) in enumerate(members):
+                per_image[r, i] = {name: value[k : k + 1] for name, value in results.items()}
+        for r, n in enumerate(counts):
+            if n:
+                rows = [per_image[r, i] for i in range(n)]
+                out[r] = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
         return out
 
     def infer(self, images: np.ndarray, sizes: np.ndarray) -> Tensors:

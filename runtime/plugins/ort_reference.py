@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runtime.plugins.abi import MAX_LEVELS
-from runtime.plugins.reference import batched_nms_reference, multilevel_roi_align_reference
+from runtime.plugins.library import PluginCallError
+from runtime.plugins.reference import (
+    batched_nms_reference,
+    check_nms_attrs,
+    check_roi_align_attrs,
+    multilevel_roi_align_reference,
+)
 from runtime.plugins.spec import DOMAIN, NMS_OP, ROI_ALIGN_OP, BatchedNmsAttrs, MultiLevelRoiAlignAttrs
 
 if TYPE_CHECKING:
@@ -162,6 +168,15 @@ def _node_attrs(node: onnx.NodeProto, defaults: dict[str, Any]) -> dict[str, Any
     return values
 
 
+def _checked(node: onnx.NodeProto, check: Any, attrs: Any) -> None:
+    """A plugin node the library would refuse is a ValueError at load time, naming the node: inside ONNX
+    Runtime's Python op the same error would abort the process at the first run."""
+    try:
+        check(attrs)
+    except (PluginCallError, ValueError) as e:
+        raise ValueError(f"node {node.name!r} ({node.op_type}): {e}") from None
+
+
 def with_reference_ops(model: onnx.ModelProto | str | Path | bytes) -> onnx.ModelProto:
     """A copy of ``model`` whose plugin nodes run on ONNX Runtime through the CPU reference.
 
@@ -193,12 +208,16 @@ def with_reference_ops(model: onnx.ModelProto | str | Path | bytes) -> onnx.Mode
                 raise ValueError(
                     f"{node.name!r}: {levels} feature inputs but spatial_scales has {len(scales)} entries"
                 )
+            _checked(
+                node, check_roi_align_attrs, MultiLevelRoiAlignAttrs(spatial_scales=tuple(scales), **attrs)
+            )
             attrs["spatial_scales"] = ",".join(repr(float(s)) for s in scales)
             float_inputs, float_outputs = list(range(levels + 1)), [0]
             out_types = [types.get(node.input[1], TensorProto.FLOAT)]
             op_type = reference_roi_align_op(levels)
         elif node.op_type == NMS_OP:
             attrs = _node_attrs(node, BatchedNmsAttrs().as_dict())
+            _checked(node, check_nms_attrs, BatchedNmsAttrs(**attrs))
             dtype = types.get(node.input[1], TensorProto.FLOAT)
             float_inputs, float_outputs = [0, 1], [1, 2]
             out_types = [TensorProto.INT32, dtype, dtype, TensorProto.INT32, TensorProto.INT32]

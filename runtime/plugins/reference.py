@@ -134,3 +134,18 @@ def batched_nms_reference(boxes: np.ndarray, scores: np.ndarray, attrs: BatchedN
         out_classes,
         out_indices,
     )
+
+
+def check_roi_align_attrs(attrs: MultiLevelRoiAlignAttrs) -> None:
+    """Raise :class:`~runtime.plugins.library.PluginCallError` (the library's own words) where the plugin would
+    refuse ``attrs``: its checks run on a call with no ROI. Graph loaders check before running, because an
+    error raised inside ONNX Runtime's Python op ends the process instead of the call."""
+    empty = np.zeros((1, 1, 1, 1), np.float32)
+    multilevel_roi_align_reference(
+        np.zeros((1, 0, 4), np.float32), [empty] * len(attrs.spatial_scales), attrs
+    )
+
+
+def check_nms_attrs(attrs: BatchedNmsAttrs) -> None:
+    """:func:`check_roi_align_attrs` for ``MRD_BatchedNms``."""
+    batched_nms_reference(np.zeros((1, 0, 4), np.float32), np.zeros((1, 0, 1), np.float32), attrs)

@@ -123,6 +123,39 @@ print(json.dumps(out))
 """
 
 
+def test_concurrent_requests_get_their_one_image_answers(
+    triton_server, serving_images: Path, random_shapes_onnx: Path
+) -> None:
+    """Requests that the dynamic batcher puts into one batch, of one canvas and of different canvases, get
+    each image's answer alone in the local runtime (``runtime.canvas``); the server's statistics show that
+    batches of several requests did run."""
+    paths = sorted(serving_images.glob("*.png"))
+    local = {p: _local(random_shapes_onnx, p) for p in paths}
+    client = TritonClient(triton_server.http_url, timeout_s=60)
+    failures: list[str] = []
+
+    def send(k: int) -> None:
+        for i in range(4):  # bounded: 6 threads x 4 requests
+            path = paths[(k + i) % len(paths)]
+            try:
+                failures.extend(
+                    f"{path.name}: {d}" for d in compare_served(local[path], _served(client, path))
+                )
+            except Exception as e:  # noqa: BLE001 (reported below, not lost in a thread)
+                failures.append(f"{path.name}: {e}")
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert failures == []
+    stats = client.client.get_inference_statistics(model_name=f"{tc.DEFAULT_MODEL_NAME}_{tc.STEP_MODEL}")
+    sizes = {int(b["batch_size"]) for m in stats["model_stats"] for b in m.get("batch_stats", [])}
+    assert max(sizes) > 1, f"the requests were never batched (batch sizes {sorted(sizes)})"
+
+
 def test_bad_requests_get_errors_and_the_server_keeps_answering(
     triton_server, serving_python: Path, serving_images: Path, random_shapes_onnx: Path
 ) -> None:

@@ -86,9 +86,17 @@ def test_model_step_runs_each_canvas_as_the_local_runtime(model_step: ModelStep)
         contract.INPUT_IMAGES: batches[0].images,
         contract.INPUT_IMAGE_SIZES: np.array([[999, 5]], np.int64),
     }
-    results = model_step.run([*requests[:2], bad, requests[2]])
+    # a client's own batch of two sizes on one canvas: each image still runs on its own canvas
+    shared = preprocess([make_image(0, 120, 160), make_image(1, 150, 112)], params)
+    mixed = {contract.INPUT_IMAGES: shared.images, contract.INPUT_IMAGE_SIZES: shared.image_sizes}
+    results = model_step.run([*requests[:2], bad, requests[2], mixed])
     assert isinstance(results[2], StepInputError) and "must lie in" in str(results[2])
-    for request, result in zip(requests, [results[0], results[1], results[3]]):
+    mixed_result = results[4]
+    assert isinstance(mixed_result, dict)
+    for i in range(2):
+        part = {name: value[i : i + 1] for name, value in mixed_result.items()}
+        results.append(part)
+    for request, result in zip(requests + requests[:2], [results[0], results[1], results[3], *results[5:]]):
         alone = model_step.infer(request[contract.INPUT_IMAGES], request[contract.INPUT_IMAGE_SIZES])
         assert isinstance(result, dict) and set(result) == set(alone)
         for name, value in alone.items():
