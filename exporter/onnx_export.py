@@ -239,7 +239,7 @@ def export_onnx(
 
     Dynamic batch, height and width unless ``static_size`` (H, W) / ``batch`` fix them. Raises
     :class:`ExportError` for bad input and ``VerificationError`` when the model diverges from PyTorch
-    (the file is kept, so it can be inspected).
+    (the file is moved to NAME.unverified.onnx, so it can be inspected and is not deployed by mistake).
     """
     start = time.perf_counter()
     output = Path(output)

@@ -24,6 +24,7 @@ from pathlib import Path
 from exporter.errors import ExportError
 from exporter.onnx_export import check_writable
 from runtime import onnx_contract as contract
+from runtime.atomic_files import finish_interrupted, normal_mode, replace_together
 from runtime.openvino_ir import bin_path, import_openvino, set_ir_metadata
 
 
@@ -85,10 +86,13 @@ def convert_to_ir(
     except Exception as e:  # OpenVINO raises its own OpConversionFailure and RuntimeErrors
         raise ExportError(f"OpenVINO cannot convert {src}: {str(e).strip().splitlines()[0]}") from None
     set_ir_metadata(model, props)
+    finish_interrupted(dst)
     with tempfile.TemporaryDirectory(prefix=f".{dst.stem}.", dir=dst.parent) as tmp:
         tmp_xml = Path(tmp) / dst.name
         ov.save_model(model, str(tmp_xml), compress_to_fp16=precision == "fp16")
-        os.replace(bin_path(tmp_xml), bin_path(dst))  # the weights first: an .xml never points at old weights
-        os.replace(tmp_xml, dst)
+        for path in (tmp_xml, bin_path(tmp_xml)):
+            os.chmod(path, normal_mode())
+        # both or (after a crash) neither: an .xml never describes the old weights
+        replace_together([(tmp_xml, dst), (bin_path(tmp_xml), bin_path(dst))])
     size = (dst.stat().st_size + bin_path(dst).stat().st_size) / 2**20
     return OpenVinoIR(dst, precision, src, size)

@@ -8,8 +8,6 @@ will parse carry exactly the spec's attributes.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -18,6 +16,7 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from runtime import onnx_contract as contract
+from runtime.atomic_files import write_atomic
 from runtime.plugins.spec import DOMAIN, NMS_FIELDS, NMS_OP, ROI_ALIGN_FIELDS, ROI_ALIGN_OP
 
 GraphPass = Callable[[gs.Graph], gs.Graph]
@@ -128,14 +127,7 @@ def save_onnx_atomic(model: onnx.ModelProto, output: Path) -> None:
 
     An interrupted export never leaves half a model where a later build or run would trust it.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(output, lambda tmp: onnx.save(model, str(tmp)))
 
 
 def initializer_inputs(model: onnx.ModelProto) -> list[str]:

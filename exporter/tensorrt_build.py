@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 from exporter.errors import ExportError
 from exporter.trtexec import format_command, trtexec_command
 from runtime import onnx_contract as contract
-from runtime.engine_sidecar import write_sidecar
+from runtime.atomic_files import write_bytes_atomic
+from runtime.engine_sidecar import write_engine_with_sidecar
 from runtime.plugins.spec import DOMAIN
 from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, probe_tensorrt
 
@@ -210,13 +211,10 @@ def build_engine(
         except PluginLibraryNotFound as e:
             raise ExportError(f"{src} has plugin nodes (trt flavor): {e}") from None
     serialized, cache_bytes = _build(src, profile, plugins, workspace_mib, cache, optimization_level, verbose)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    tmp.write_bytes(serialized)
-    tmp.replace(dst)
     props = _metadata_props(src)
-    sidecar = write_sidecar(
+    sidecar = write_engine_with_sidecar(
         dst,
+        serialized,
         contract.sidecar_dict(
             props,
             {
@@ -277,6 +275,11 @@ def _metadata_props(onnx_path: Path) -> dict[str, str]:
     return contract.metadata_props(model)
 
 
+def refused_cache_path(path: Path) -> Path:
+    """Where a file TensorRT refused as a timing cache is kept (``timing.cache`` -> ``timing.cache.refused``)."""
+    return path.with_name(path.name + ".refused")
+
+
 def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
     """Give the build the timing cache at ``path`` if TensorRT accepts it, else a fresh one, with a warning.
 
@@ -294,10 +297,17 @@ def attach_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> None:
         cache = _create_timing_cache(config, old)
         if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
             return
+        assert path is not None
+        kept = refused_cache_path(path)
+        try:
+            os.replace(path, kept)  # it may not be a cache at all: kept, never written over
+        except OSError as e:
+            log.warning("cannot move the refused timing cache %s aside (%s)", path, e)
         log.warning(
-            "timing cache %s is damaged or does not fit this TensorRT/GPU; starting a fresh one "
-            "(written over it after the build)",
+            "timing cache %s is damaged, does not fit this TensorRT/GPU, or is not a timing cache; starting a "
+            "fresh one (saved there after the build; the refused file is kept as %s)",
             path,
+            kept.name,
         )
     fresh = _create_timing_cache(config, b"")
     if fresh is None or not config.set_timing_cache(fresh, ignore_mismatch=False):
@@ -330,17 +340,10 @@ def save_timing_cache(path: Path, data: bytes | None) -> bool:
     never sees half a cache. Returns False, with a warning, when there is nothing to write or it fails."""
     if data is None:
         return False
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     except OSError as e:
         log.warning("cannot write the timing cache %s (%s); the engine is written, the cache is not", path, e)
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder itself is what failed
         return False
     return True
 

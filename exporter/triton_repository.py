@@ -134,6 +134,10 @@ def onnx_path_for(repository: str | os.PathLike[str], options: TritonOptions) ->
     return model_file_path(repository, options)
 
 
+#: the file that says a directory is a repository --to triton wrote (and may write again)
+REPOSITORY_MARKER = ".maskrcnn-deploy-repository"
+
+
 def prepare_repository(repository: str | os.PathLike[str], options: TritonOptions) -> Path:
     """Create the repository's model directories (before minutes of export, so a bad path fails at once)."""
     root = Path(repository)
@@ -142,9 +146,17 @@ def prepare_repository(repository: str | os.PathLike[str], options: TritonOption
     if not root.parent.is_dir():
         raise ExportError(f"output directory {root.parent} does not exist")
     n = options.names
+    ours = {n.ensemble, n.preprocess, n.model, n.postprocess, "README.md", PLUGIN_DIR, REPOSITORY_MARKER}
+    foreign = sorted(p.name for p in root.iterdir() if p.name not in ours) if root.is_dir() else []
+    if foreign and not (root / REPOSITORY_MARKER).is_file():
+        raise ExportError(
+            f"--output {root} holds files that are not a model repository of ours ({', '.join(foreign[:4])}"
+            f"{' ...' if len(foreign) > 4 else ''}); name a new or empty directory, or one --to triton wrote"
+        )
     try:
         for name in (n.ensemble, n.preprocess, n.model, n.postprocess):
             (root / name / "1").mkdir(parents=True, exist_ok=True)
+        (root / REPOSITORY_MARKER).write_text("written by python -m exporter --to triton\n")
     except OSError as e:
         raise ExportError(f"cannot write the model repository {root}: {e.strerror or e}") from None
     return root

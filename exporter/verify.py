@@ -26,10 +26,13 @@ from tqdm import tqdm
 
 from exporter.errors import ExportError, VerificationError
 from runtime import onnx_contract as contract
+from runtime.atomic_files import replace_together
 from runtime.compare import NEAR_TIES, OUTPUTS, ComparisonReport, Tolerances, compare_detections
 from runtime.cpu_features import cpu_features
+from runtime.engine_sidecar import sidecar_path
 from runtime.image_io import ImageReadError, list_images, read_image
-from runtime.model_file import load_backend, read_model_info
+from runtime.model_file import load_backend, read_model_info, unverified_path
+from runtime.openvino_ir import bin_path
 from runtime.predictor import Predictor, batched
 from runtime.preprocess import PreprocessParams
 from runtime.structures import RawDetections
@@ -200,5 +203,25 @@ def verify_export(
             )
         print("PASSED" if result.passed else "FAILED:\n  " + "\n  ".join(failures))
     if failures and raise_on_failure:
-        raise VerificationError(f"{Path(model_path).name} diverged from PyTorch: " + "; ".join(failures))
+        moved = mark_unverified(model_path)
+        raise VerificationError(
+            f"{Path(model_path).name} diverged from PyTorch: "
+            + "; ".join(failures)
+            + f". Kept for inspection as {moved} (commands load it only with --allow-unverified)"
+        )
     return result
+
+
+def mark_unverified(model_path: str | Path) -> Path:
+    """Move a model that failed verification (with its ``.bin`` or sidecar) to ``NAME.unverified.EXT``, where
+    no deployment picks it up by its name and no command loads it unless told to."""
+    src = Path(model_path)
+    dst = unverified_path(src)
+    moves = [(src, dst)]
+    companion = (
+        bin_path if src.suffix.lower() == ".xml" else sidecar_path
+    )  # an IR's weights, an engine's sidecar
+    if companion(src).exists():
+        moves.append((companion(src), companion(dst)))
+    replace_together(moves)
+    return dst

@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from runtime.backends.base import BackendError
-from runtime.model_file import UnknownModelType
+from runtime.model_file import ENV_ALLOW_UNVERIFIED, UnknownModelType
 
 #: what a user's mistake raises in the runtime (EvaluationError and UnknownModelType are ValueErrors)
 USER_ERRORS: tuple[type[Exception], ...] = (BackendError, UnknownModelType, FileNotFoundError, ValueError)
@@ -48,6 +49,21 @@ def add_backend_arguments(
     parser.add_argument("--backend", action="append" if repeatable_backend else "store", help=backend_help)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch, ONNX Runtime and OpenVINO")
+    parser.add_argument(
+        "--allow-unverified",
+        action=_AllowUnverified,
+        nargs=0,
+        help="also load models that failed --verify when exported (named NAME.unverified.EXT), to inspect them",
+    )
+
+
+class _AllowUnverified(argparse.Action):
+    """Sets ``MRD_ALLOW_UNVERIFIED=1`` for this process, so every model the command opens may be one."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        os.environ[ENV_ALLOW_UNVERIFIED] = "1"
+        setattr(namespace, self.dest, True)
 
 
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import onnx_contract as contract
+from runtime.atomic_files import finish_interrupted, replace_together, temporary_beside, write_bytes_atomic
 
 
 class SidecarError(ValueError):
@@ -34,7 +35,11 @@ def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
 
 
 def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar's JSON object; :class:`SidecarError` names the file when it is missing or unreadable."""
+    """The sidecar's JSON object; :class:`SidecarError` names the file when it is missing or unreadable.
+
+    A pair whose writer was interrupted after committing it is completed first (``runtime.atomic_files``).
+    """
+    finish_interrupted(engine_path)
     path = sidecar_path(engine_path)
     if not path.is_file():
         raise SidecarError(
@@ -51,12 +56,29 @@ def read_sidecar(engine_path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_sidecar(engine_path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
-    """Atomically: a build interrupted while writing never leaves a sidecar that describes no engine."""
+    """The sidecar alone, atomically (for an engine already in place)."""
     path = sidecar_path(engine_path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dict(data), indent=2) + "\n")
-    tmp.replace(path)
+    write_bytes_atomic(path, _sidecar_bytes(data))
     return path
+
+
+def write_engine_with_sidecar(
+    engine_path: str | os.PathLike[str], engine: bytes, data: Mapping[str, Any]
+) -> Path:
+    """The engine and its sidecar, replaced together: a crash leaves the old pair or the new one, never new
+    weights described by the old sidecar (``runtime.atomic_files.replace_together``)."""
+    engine_path = Path(engine_path)
+    path = sidecar_path(engine_path)
+    finish_interrupted(engine_path)
+    with temporary_beside(engine_path) as tmp_engine, temporary_beside(path) as tmp_sidecar:
+        tmp_engine.write_bytes(engine)
+        tmp_sidecar.write_bytes(_sidecar_bytes(data))
+        replace_together([(tmp_engine, engine_path), (tmp_sidecar, path)])
+    return path
+
+
+def _sidecar_bytes(data: Mapping[str, Any]) -> bytes:
+    return (json.dumps(dict(data), indent=2) + "\n").encode()
 
 
 def check_engine_compatible(

@@ -26,8 +26,30 @@ class ImageReadError(OSError):
     """An image file that is missing, unreadable or not an image; the message names the file."""
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read any supported image file as an HxWx3 BGR uint8 array."""
+#: the largest image read by default, in pixels: a 40-megapixel photo decodes to 120 MB of BGR and about
+#: 0.5 GB of float32 before the resize; ``MRD_MAX_IMAGE_PIXELS`` (or ``max_pixels``) raises or lowers it
+DEFAULT_MAX_PIXELS = 40_000_000
+ENV_MAX_PIXELS = "MRD_MAX_IMAGE_PIXELS"
+#: the formats whose headers :func:`encoded_image_size` reads: no other bytes reach a decoder
+FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "WebP", "PPM/PGM/PBM/PAM", "JPEG 2000", "GIF")
+
+
+def max_pixels_limit() -> int:
+    """``MRD_MAX_IMAGE_PIXELS`` when set (a positive integer), else :data:`DEFAULT_MAX_PIXELS`."""
+    text = os.environ.get(ENV_MAX_PIXELS, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(text))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{ENV_MAX_PIXELS} must be a positive number of pixels, got {text!r}")
+    return value
+
+
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
+    """Read any supported image file as an HxWx3 BGR uint8 array (see :func:`decode_image` for the limits)."""
     p = Path(path)
     if not p.exists():
         raise ImageReadError(f"{p}: no such file")
@@ -37,15 +59,15 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         data = np.fromfile(p, dtype=np.uint8)  # works for non-ASCII paths where cv2.imread does not
     except OSError as e:
         raise ImageReadError(f"{p}: cannot read ({e.strerror or e})") from None
-    return decode_image(data, str(p))
+    return decode_image(data, str(p), max_pixels)
 
 
 def decode_image(data: bytes | np.ndarray, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
     """The bytes of an image file (as read from disk or received by a server) as an HxWx3 BGR uint8 array.
 
-    ``max_pixels`` refuses larger images before decoding where the header tells the size (PNG, JPEG, GIF,
-    BMP: :func:`encoded_image_size`), and after decoding otherwise. Errors are :class:`ImageReadError`
-    naming ``name``.
+    Only the :data:`FORMATS` whose headers are read are decoded, and only when the header's size is within
+    ``max_pixels`` (default :func:`max_pixels_limit`): nothing is decoded before its size is known. Errors,
+    the decoder's included, are :class:`ImageReadError` naming ``name``.
     """
     buf = (
         np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray)) else np.asarray(data, np.uint8)
@@ -53,48 +75,205 @@ def decode_image(data: bytes | np.ndarray, name: str = "image", max_pixels: int 
     buf = buf.reshape(-1)
     if buf.size == 0:
         raise ImageReadError(f"{name}: empty file")
-    if max_pixels is not None:
-        _check_pixels(encoded_image_size(buf), name, max_pixels)
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps 16-bit depth and alpha; ignores EXIF
+    limit = max_pixels_limit() if max_pixels is None else int(max_pixels)
+    kind = image_format(buf)
+    if kind is None:
+        raise ImageReadError(
+            f"{name}: corrupt or not a supported image format (supported: {', '.join(FORMATS)})"
+        )
+    size = encoded_image_size(buf)
+    if size is None or size[0] < 1 or size[1] < 1:
+        raise ImageReadError(f"{name}: corrupt {kind} file (its header does not give a valid image size)")
+    _check_pixels(size, name, limit)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)  # keeps 16-bit depth and alpha; ignores EXIF
+    except cv2.error as e:
+        raise ImageReadError(f"{name}: corrupt {kind} file ({_opencv_message(str(e))})") from None
     if image is None:
         raise ImageReadError(f"{name}: corrupt or not a supported image format")
-    if max_pixels is not None:
-        _check_pixels((int(image.shape[0]), int(image.shape[1])), name, max_pixels)
+    _check_pixels((int(image.shape[0]), int(image.shape[1])), name, limit)
     try:
         return to_bgr8(image)
     except ValueError as e:
         raise ImageReadError(f"{name}: {e}") from None
 
 
-def encoded_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
-    """(height, width) from the header of a PNG, JPEG, GIF or BMP file without decoding it; None otherwise."""
-    head = (
-        data[:65536]
-        if isinstance(data, (bytes, bytearray))
-        else np.asarray(data, np.uint8).reshape(-1)[:65536]
+def _opencv_message(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text  # OpenCV's message is its last line, after the file and function
+
+
+def image_format(data: bytes | np.ndarray) -> str | None:
+    """The name of the format in :data:`FORMATS` that ``data`` starts like, or None."""
+    b = (
+        bytes(np.asarray(data, np.uint8).reshape(-1)[:16])
+        if not isinstance(data, (bytes, bytearray))
+        else bytes(data[:16])
     )
-    b = bytes(head)
-    if b.startswith(b"\x89PNG\r\n\x1a\n") and len(b) >= 24 and b[12:16] == b"IHDR":
-        return int.from_bytes(b[20:24], "big"), int.from_bytes(b[16:20], "big")
-    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
-        return int.from_bytes(b[8:10], "little"), int.from_bytes(b[6:8], "little")
-    if b.startswith(b"BM") and len(b) >= 26:
-        w = int.from_bytes(b[18:22], "little", signed=True)
-        h = int.from_bytes(b[22:26], "little", signed=True)
-        return abs(h), abs(w)
-    if b.startswith(b"\xff\xd8"):
-        i = 2
-        while i + 9 <= len(b):  # walk the marker segments up to the first start-of-frame
-            if b[i] != 0xFF:
-                return None
-            marker = b[i + 1]
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                return int.from_bytes(b[i + 5 : i + 7], "big"), int.from_bytes(b[i + 7 : i + 9], "big")
-            i += 2 + int.from_bytes(b[i + 2 : i + 4], "big")
+    if b.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if b.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if b.startswith(b"BM"):
+        return "BMP"
+    if b[:4] in (b"II*\0", b"MM\0*"):
+        return "TIFF"
+    if b[:4] == b"RIFF" and b[8:12] == b"WEBP":
+        return "WebP"
+    if len(b) >= 3 and b[0:1] == b"P" and b[1:2] in b"1234567" and b[2:3] in b" \t\r\n#":
+        return "PPM/PGM/PBM/PAM"
+    if b.startswith(b"\0\0\0\x0cjP  \r\n\x87\n") or b.startswith(b"\xff\x4f\xff\x51"):
+        return "JPEG 2000"
+    if b[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
     return None
+
+
+def encoded_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from the header of an image of :data:`FORMATS` without decoding it; None otherwise."""
+    b = (
+        bytes(data)
+        if isinstance(data, (bytes, bytearray))
+        else np.asarray(data, np.uint8).reshape(-1).tobytes()
+    )
+    kind = image_format(b)
+    reader = _SIZE_READERS.get(kind or "")
+    if reader is None:
+        return None
+    try:
+        return reader(b)
+    except (IndexError, ValueError):
+        return None
+
+
+def _png_size(b: bytes) -> tuple[int, int] | None:
+    if len(b) < 24 or b[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(b[20:24], "big"), int.from_bytes(b[16:20], "big")
+
+
+def _jpeg_size(b: bytes) -> tuple[int, int] | None:
+    """The first start-of-frame's size, walking the marker segments (fill bytes 0xFF allowed before a marker)."""
+    i = 2
+    while i + 1 < len(b):
+        if b[i] != 0xFF:
+            return None
+        while i + 1 < len(b) and b[i + 1] == 0xFF:  # fill bytes
+            i += 1
+        if i + 1 >= len(b):
+            return None
+        marker = b[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(b):
+                return None
+            return int.from_bytes(b[i + 5 : i + 7], "big"), int.from_bytes(b[i + 7 : i + 9], "big")
+        if i + 4 > len(b):
+            return None
+        i += 2 + int.from_bytes(b[i + 2 : i + 4], "big")
+    return None
+
+
+def _bmp_size(b: bytes) -> tuple[int, int] | None:
+    if len(b) < 26:
+        return None
+    if int.from_bytes(b[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        return int.from_bytes(b[20:22], "little"), int.from_bytes(b[18:20], "little")
+    w = int.from_bytes(b[18:22], "little", signed=True)
+    h = int.from_bytes(b[22:26], "little", signed=True)
+    return abs(h), abs(w)
+
+
+def _tiff_size(b: bytes) -> tuple[int, int] | None:
+    """ImageLength and ImageWidth of the first IFD (the page OpenCV decodes)."""
+    order = "little" if b[:2] == b"II" else "big"
+    offset = int.from_bytes(b[4:8], order)
+    count = int.from_bytes(b[offset : offset + 2], order)
+    values: dict[int, int] = {}
+    for k in range(count):
+        e = offset + 2 + 12 * k
+        if e + 12 > len(b):
+            return None
+        tag, kind = int.from_bytes(b[e : e + 2], order), int.from_bytes(b[e + 2 : e + 4], order)
+        if tag in (256, 257):
+            width = 2 if kind == 3 else 4  # SHORT or LONG
+            values[tag] = int.from_bytes(b[e + 8 : e + 8 + width], order)
+    if 256 not in values or 257 not in values:
+        return None
+    return values[257], values[256]
+
+
+def _webp_size(b: bytes) -> tuple[int, int] | None:
+    chunk = b[12:16]
+    if chunk == b"VP8X" and len(b) >= 30:
+        return 1 + int.from_bytes(b[27:30], "little"), 1 + int.from_bytes(b[24:27], "little")
+    if chunk == b"VP8L" and len(b) >= 25 and b[20] == 0x2F:
+        bits = int.from_bytes(b[21:25], "little")
+        return 1 + ((bits >> 14) & 0x3FFF), 1 + (bits & 0x3FFF)
+    if chunk == b"VP8 " and len(b) >= 30 and b[23:26] == b"\x9d\x01\x2a":
+        return int.from_bytes(b[28:30], "little") & 0x3FFF, int.from_bytes(b[26:28], "little") & 0x3FFF
+    return None
+
+
+def _pnm_size(b: bytes) -> tuple[int, int] | None:
+    """Width and height of a Netpbm header (P1-P6: after the magic, comments allowed; P7: WIDTH/HEIGHT lines)."""
+    head = b[:4096]
+    if head[1:2] == b"7":
+        fields: dict[bytes, int] = {}
+        for line in head.split(b"\n")[1:]:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in (b"WIDTH", b"HEIGHT") and parts[1].isdigit():
+                fields[parts[0]] = int(parts[1])
+            if parts[:1] == [b"ENDHDR"]:
+                break
+        if len(fields) != 2:
+            return None
+        return fields[b"HEIGHT"], fields[b"WIDTH"]
+    tokens: list[bytes] = []
+    for line in head[2:].split(b"\n"):
+        tokens += line.split(b"#", 1)[0].split()
+        if len(tokens) >= 2:
+            break
+    if (
+        len(tokens) < 2
+        or not (tokens[0].isdigit() and tokens[1].isdigit())
+        or max(len(t) for t in tokens[:2]) > 10
+    ):
+        return None
+    return int(tokens[1]), int(tokens[0])
+
+
+def _jp2_size(b: bytes) -> tuple[int, int] | None:
+    if b.startswith(b"\xff\x4f\xff\x51"):  # a raw codestream: the SIZ segment follows the SOC marker
+        xsiz, ysiz = int.from_bytes(b[8:12], "big"), int.from_bytes(b[12:16], "big")
+        xo, yo = int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+        return ysiz - yo, xsiz - xo
+    at = b.find(b"ihdr")  # the image header box inside the jp2h super box
+    if at < 0 or at + 12 > len(b):
+        return None
+    return int.from_bytes(b[at + 4 : at + 8], "big"), int.from_bytes(b[at + 8 : at + 12], "big")
+
+
+def _gif_size(b: bytes) -> tuple[int, int] | None:
+    if len(b) < 10:
+        return None
+    return int.from_bytes(b[8:10], "little"), int.from_bytes(b[6:8], "little")
+
+
+_SIZE_READERS = {
+    "PNG": _png_size,
+    "JPEG": _jpeg_size,
+    "BMP": _bmp_size,
+    "TIFF": _tiff_size,
+    "WebP": _webp_size,
+    "PPM/PGM/PBM/PAM": _pnm_size,
+    "JPEG 2000": _jp2_size,
+    "GIF": _gif_size,
+}
 
 
 def _check_pixels(size: tuple[int, int] | None, name: str, max_pixels: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import onnx_contract as contract
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, BackendError
 from runtime.triton_client import is_triton_url
 
 #: extension -> backend name
@@ -81,22 +81,54 @@ def backend_for(model_path: str | os.PathLike[str], backend: str | None = None) 
     return EXTENSIONS[suffix]
 
 
+#: the mark in a file name of a model that failed ``--verify`` when exported (``model.unverified.onnx``)
+UNVERIFIED = ".unverified"
+#: set (to 1) by ``--allow-unverified``: commands then load such files too
+ENV_ALLOW_UNVERIFIED = "MRD_ALLOW_UNVERIFIED"
+
+
+def unverified_path(path: str | os.PathLike[str]) -> Path:
+    """Where a model that failed its verification is moved: ``model.onnx`` -> ``model.unverified.onnx``."""
+    p = Path(path)
+    return p if is_unverified(p) else p.with_name(f"{p.stem}{UNVERIFIED}{p.suffix}")
+
+
+def is_unverified(path: str | os.PathLike[str]) -> bool:
+    return Path(path).stem.endswith(UNVERIFIED)
+
+
+def check_verified(path: str | os.PathLike[str], allow_unverified: bool | None = None) -> None:
+    """Refuse a model file named as one that failed ``--verify``, unless the caller (or
+    ``MRD_ALLOW_UNVERIFIED=1``, which ``--allow-unverified`` sets) accepts it knowingly."""
+    if allow_unverified is None:
+        allow_unverified = os.environ.get(ENV_ALLOW_UNVERIFIED, "") == "1"
+    if is_unverified(path) and not allow_unverified:
+        raise BackendError(
+            f"{path} failed its verification against PyTorch when it was exported; load it anyway with "
+            f"--allow-unverified (Python: allow_unverified=True) to inspect it"
+        )
+
+
 def load_backend(
     model_path: str | os.PathLike[str],
     backend: str | None = None,
     device: str = "cpu",
     strict_options: bool = True,
+    allow_unverified: bool | None = None,
     **options: Any,
 ) -> Backend:
     """Open a model file with its backend; ``options`` go to the backend (threads, config_file, ...).
 
     None-valued options are ignored. With ``strict_options=False`` options the chosen backend does not
-    take are dropped too: a command comparing a .pth and an .onnx passes ``config_file`` to both.
+    take are dropped too: a command comparing a .pth and an .onnx passes ``config_file`` to both. A file
+    marked as having failed ``--verify`` is refused unless ``allow_unverified`` (:func:`check_verified`).
     """
     name = backend_for(model_path, backend)
     path: Path | str = str(model_path) if name == "triton" else Path(model_path)  # a URL stays a string
     if name != "triton" and not Path(path).exists():
         raise FileNotFoundError(f"model file not found: {path}")
+    if name != "triton":
+        check_verified(path, allow_unverified)
     module_name, cls_name = BACKENDS[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     accepted = cls.OPTIONS if hasattr(cls, "OPTIONS") else ()

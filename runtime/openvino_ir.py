@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import onnx_contract as contract
+from runtime.atomic_files import finish_interrupted
 from runtime.backends.base import first_line
 
 #: the rt_info section of an IR that holds the contract's metadata (one string per metadata key)
@@ -59,6 +60,7 @@ def set_ir_metadata(model: Any, props: Mapping[str, str]) -> None:
 def read_ir_info(xml: str | Path, core: Any = None) -> contract.ModelInfo:
     """:class:`ModelInfo` of an IR file, read from its rt_info; ContractError when it is not one of ours."""
     path = Path(xml)
+    finish_interrupted(path)  # an export interrupted after committing its new .xml and .bin
     if not path.is_file():
         raise contract.ContractError(f"OpenVINO IR not found: {path}")
     if not bin_path(path).is_file():

@@ -149,11 +149,15 @@ def resized_size(h: int, w: int, params: PreprocessParams) -> tuple[int, int]:
         raise ValueError(f"image size must be positive, got {h}x{w}")
     h, w = int(h), int(w)
     if params.resize == RESIZE_MASKRCNN_BENCHMARK:
-        return _maskrcnn_benchmark_size(h, w, int(params.min_size), int(params.max_size))
-    if params.resize == RESIZE_DETECTRON2:
-        return _detectron2_size(h, w, int(params.min_size), int(params.max_size))
-    scale = min(params.min_size / min(h, w), params.max_size / max(h, w))
-    return int(math.floor(float(h) * scale)), int(math.floor(float(w) * scale))
+        nh, nw = _maskrcnn_benchmark_size(h, w, int(params.min_size), int(params.max_size))
+    elif params.resize == RESIZE_DETECTRON2:
+        nh, nw = _detectron2_size(h, w, int(params.min_size), int(params.max_size))
+    else:
+        scale = min(params.min_size / min(h, w), params.max_size / max(h, w))
+        nh, nw = int(math.floor(float(h) * scale)), int(math.floor(float(w) * scale))
+    # a strip thinner than max_size / min_size (2x4000 at 800/1333) would round to 0 rows, which no
+    # network takes: it keeps one row (or column), so it is detected on like any image, not refused
+    return max(nh, 1), max(nw, 1)
 
 
 def _maskrcnn_benchmark_size(h: int, w: int, size: int, max_size: int) -> tuple[int, int]:

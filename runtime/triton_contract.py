@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from runtime import onnx_contract as contract
+from runtime.image_io import DEFAULT_MAX_PIXELS
 from runtime.onnx_contract import ModelInfo
 
 DEFAULT_MODEL_NAME = "maskrcnn"
@@ -67,7 +68,7 @@ PARAM_MASK_THRESHOLD = "mrd_mask_threshold"  # mask probability above which a pi
 PARAM_MAX_IMAGE_PIXELS = "mrd_max_image_pixels"  # larger images are refused before they are decoded
 
 DEFAULT_MASK_THRESHOLD = 0.5  # what COCO evaluation and drawing threshold mask probabilities at
-DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS  # runtime.image_io's, for every reader
 
 #: numpy dtype name -> Triton wire data type (clients) ; config data type is "TYPE_" + it, but BYTES
 TRITON_DATATYPES: dict[str, str] = {

@@ -113,13 +113,28 @@ class FrameSource:
 
 
 class FrameSink:
-    """Annotated frames to a video file (by extension) or to a folder of JPEGs."""
+    """Annotated frames to a video file (by extension) or to a folder of JPEGs.
 
-    def __init__(self, spec: str, fps: float) -> None:
+    It writes only files of its own: never over the input (``source``), and in a folder never over a file
+    that was there before (an output folder that is the input folder would have replaced the photos).
+    """
+
+    def __init__(self, spec: str, fps: float, source: str | None = None) -> None:
         self.path = Path(spec)
         self.fps = fps if fps > 0 else 25.0
         self._writer: Any = None
+        self._written: set[Path] = set()
         self.is_video = self.path.suffix.lower() in VIDEO_EXTENSIONS
+        if source is not None and not source.isdigit() and Path(source).exists():
+            src = Path(source).resolve()
+            if self.path.resolve() == src or (
+                src.is_file() and self.path.resolve() == src.parent and not self.is_video
+            ):
+                raise OSError(f"--output {spec} is the input {source}: name another file or folder")
+        if not self.is_video and self.path.is_dir() and any(self.path.iterdir()):
+            raise OSError(
+                f"--output {spec} is not empty: name a new or empty folder (frames would replace its files)"
+            )
         if self.is_video:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         else:
@@ -128,8 +143,14 @@ class FrameSink:
     def write(self, image: np.ndarray, name: str) -> None:
         if not self.is_video:
             stem = Path(name).stem or "frame"
-            if not cv2.imwrite(str(self.path / f"{stem}.jpg"), image):
-                raise OSError(f"could not write {self.path / (stem + '.jpg')}")
+            target = self.path / f"{stem}.jpg"
+            if target.exists() and target not in self._written:
+                raise OSError(
+                    f"{target} exists and is not an output of this run: --output takes a new or empty folder"
+                )
+            if not cv2.imwrite(str(target), image):
+                raise OSError(f"could not write {target}")
+            self._written.add(target)
             return
         if self._writer is None:
             code = "mp4v" if self.path.suffix.lower() in (".mp4", ".m4v", ".mov") else "MJPG"
@@ -411,8 +432,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             masks_per_dim=args.masks_per_dim, threads=args.threads, config_file=args.config_file,
             strict_options=False,
         )  # fmt: skip
-        sink = FrameSink(args.output, source.fps) if args.output else None
-    stats = run_webcam(predictor, source, sink, display, args.max_frames)
+        sink = FrameSink(args.output, source.fps, args.input) if args.output else None
+    with user_errors(OSError):  # a frame that cannot be written
+        stats = run_webcam(predictor, source, sink, display, args.max_frames)
     print(
         f"{stats.frames_processed} frames processed ({stats.frames_read} read, {stats.frames_dropped} dropped, "
         f"{stats.frames_written} written); {stats.fps:.2f} FPS; mean latency {stats.mean_latency_ms:.0f} ms; "

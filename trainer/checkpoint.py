@@ -7,14 +7,14 @@ in is read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
 from torch import nn
+
+from runtime.atomic_files import write_atomic
 
 LAST_CHECKPOINT = "last_checkpoint"
 
@@ -32,18 +32,12 @@ class CheckpointError(ValueError):
 
 def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write to a temporary file beside ``path`` and rename it, so a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write_file)
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -84,11 +78,27 @@ def save_checkpoint(
 
 
 def last_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint ``OUTPUT_DIR/last_checkpoint`` names; None when there is no such marker.
+
+    A marker naming a file that is not there (deleted, or not yet copied back) is an error, not a reason to
+    start over silently: a resumed run would otherwise train from nothing into the same folder.
+    """
     marker = Path(output_dir) / LAST_CHECKPOINT
     if not marker.is_file():
         return None
-    path = Path(output_dir) / marker.read_text().strip()
-    return path if path.is_file() else None
+    try:
+        name = marker.read_text(errors="replace").strip()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {marker}: {e.strerror or e}") from None
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise CheckpointError(f"{marker} must name a checkpoint file in {output_dir}, not {name[:80]!r}")
+    path = Path(output_dir) / name
+    if not path.is_file():
+        raise CheckpointError(
+            f"{marker} names {name}, which is not in {output_dir}: put it back, or train with --no-resume to "
+            "start over"
+        )
+    return path
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_args(t)
     t.add_argument("--no-resume", action="store_true", help="ignore OUTPUT_DIR/last_checkpoint")
     t.add_argument(
+        "--allow-solver-change",
+        action="store_true",
+        help="resume even though SOLVER.* values differ from the checkpoint's (refused by default)",
+    )
+    t.add_argument(
         "--skip-class-heads",
         action="store_true",
         help="with MODEL.WEIGHT for another number of classes: load all but the class-specific heads",
@@ -58,7 +63,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_model, summarize
 
     cfg = load_any_config(args.config_file, args.opts, args.source).cfg
-    final = train(cfg, resume=not args.no_resume, skip_class_heads=args.skip_class_heads)
+    final = train(
+        cfg,
+        resume=not args.no_resume,
+        skip_class_heads=args.skip_class_heads,
+        allow_solver_change=args.allow_solver_change,
+    )
     print(f"final checkpoint: {final}")
     if not args.skip_test and cfg.DATASETS.TEST:
         from .datasets import build_dataset

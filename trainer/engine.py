@@ -173,13 +173,14 @@ def train(
     skip_class_heads: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    allow_solver_change: bool = False,
 ) -> Path:
     """Train ``cfg`` and return the path of the final checkpoint.
 
     ``stop_after`` ends the run after that many iterations *of this process* without writing the final
     checkpoint: what a kill looks like, for resume tests.
     """
-    run = _setup(cfg, resume, skip_class_heads)
+    run = _setup(cfg, resume, skip_class_heads, allow_solver_change)
     bar = _progress_bar(run, progress)
     run.ddp_model.train()
     iteration = run.start_iter
@@ -197,7 +198,7 @@ def train(
     return _finish(run, iteration)
 
 
-def _setup(cfg: CfgNode, resume: bool, skip_class_heads: bool) -> _Run:
+def _setup(cfg: CfgNode, resume: bool, skip_class_heads: bool, allow_solver_change: bool = False) -> _Run:
     """Everything before the first step, in an order that keeps seeded runs (and resumes) reproducible."""
     info = init_distributed(cfg.MODEL.DEVICE)
     device = resolve_device(cfg, info)
@@ -207,7 +208,9 @@ def _setup(cfg: CfgNode, resume: bool, skip_class_heads: bool) -> _Run:
     model = _train_model(cfg, device)
     optimizer = make_optimizer(cfg, model)
     scheduler = make_scheduler(cfg, optimizer)
-    start_iter = _restore_state(cfg, out, model, optimizer, scheduler, resume, skip_class_heads, info)
+    start_iter = _restore_state(
+        cfg, out, model, optimizer, scheduler, resume, skip_class_heads, info, allow_solver_change
+    )
     ddp_model = _wrap_distributed(model, device, info)
     loader = _train_loader(cfg, dataset, start_iter, info)
     amp_dtype, scaler = _mixed_precision(cfg, device, info)
@@ -261,6 +264,7 @@ def _restore_state(
     resume: bool,
     skip_class_heads: bool,
     info: DistInfo,
+    allow_solver_change: bool = False,
 ) -> int:
     """Continue from the last checkpoint in ``out`` if asked and there is one, else start from MODEL.WEIGHT.
 
@@ -268,9 +272,11 @@ def _restore_state(
     """
     resume_from = last_checkpoint(out) if resume else None
     if resume_from is not None:
-        start_iter = _resume(resume_from, model, optimizer, scheduler)
+        start_iter = _resume(resume_from, cfg, model, optimizer, scheduler, allow_solver_change)
         if info.is_main:
-            logger.info("resumed from %s at iteration %d", resume_from, start_iter)
+            logger.warning(
+                "resumed from %s at iteration %d (--no-resume starts over)", resume_from, start_iter
+            )
         return start_iter
     if cfg.MODEL.WEIGHT:
         from .loading import load_weights_into, read_weights
@@ -281,9 +287,39 @@ def _restore_state(
     return 0
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: LRScheduler) -> int:
-    """Load model, optimizer and scheduler state so the run goes on with the same momentum and lr."""
+def solver_changes(saved_yaml: str, cfg: CfgNode) -> list[str]:
+    """``SOLVER.KEY: saved -> now`` for every SOLVER key the checkpoint's config has another value of."""
+    from .config import config_from_yaml_text
+
+    saved = config_from_yaml_text(saved_yaml).SOLVER
+    return [
+        f"SOLVER.{key}: {saved[key]!r} -> {cfg.SOLVER[key]!r}"
+        for key in sorted(cfg.SOLVER)
+        if key in saved and saved[key] != cfg.SOLVER[key]
+    ]
+
+
+def _resume(
+    path: Path,
+    cfg: CfgNode,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    allow_solver_change: bool = False,
+) -> int:
+    """Load model, optimizer and scheduler state so the run goes on with the same momentum and lr.
+
+    A schedule changed since the checkpoint (other SOLVER values) is refused unless ``allow_solver_change``:
+    the scheduler's state would silently keep the old one, or mix the two.
+    """
     ckpt = load_checkpoint_file(path)
+    if ckpt.get("config") and not allow_solver_change:
+        changed = solver_changes(str(ckpt["config"]), cfg)
+        if changed:
+            raise ConfigError(
+                f"{path} was trained with other settings ({'; '.join(changed)}): resume with the same ones, train "
+                "into another OUTPUT_DIR, start over with --no-resume, or keep the change with --allow-solver-change"
+            )
     load_model_weights(model, ckpt["model"])
     if ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])

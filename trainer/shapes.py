@@ -31,6 +31,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from tqdm import tqdm
 
+from runtime.atomic_files import write_bytes_atomic
+
 logger = logging.getLogger(__name__)
 
 # Distinct silhouettes even at 30 px: a hexagon was tried and is a circle at that size.
@@ -252,9 +254,7 @@ def _write_split(
         "annotations": annotations,
         "categories": shapes_categories(),
     }
-    tmp = ann_file.with_name(ann_file.name + ".tmp")
-    tmp.write_text(json.dumps(coco, separators=(",", ":")))
-    os.replace(tmp, ann_file)
+    write_bytes_atomic(ann_file, json.dumps(coco, separators=(",", ":")).encode())
     return ann_file, img_dir
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from runtime import onnx_contract as contract
+from runtime.atomic_files import finish_interrupted
 from runtime.backends.base import (
     Backend,
     BackendError,
@@ -120,6 +121,8 @@ class OpenVinoBackend(Backend):
     def _read_model(self, core: Any) -> Any:
         """The file as an ``openvino.Model``; a ``trt``-flavor ONNX is refused by name, not by a parse error."""
         suffix = self.model_path.suffix.lower()
+        if suffix in IR_EXTENSIONS:
+            finish_interrupted(self.model_path)  # an export interrupted after committing its new pair
         if suffix in IR_EXTENSIONS and not bin_path(self.model_path).is_file():
             raise BackendError(f"{self.model_path}: its weights file {bin_path(self.model_path).name} is missing "
                                f"beside it (an IR is the .xml and the .bin together)")  # fmt: skip

@@ -73,17 +73,30 @@ def test_padding_never_leaks(exported) -> None:
         assert out["boxes"][b, :n, 3].max(initial=0) <= sizes[b, 0] + 1e-3
 
 
-def test_divergence_is_reported_by_output_name(exported, shapes_checkpoint: Path) -> None:
+def test_divergence_is_reported_by_output_name(exported, shapes_checkpoint: Path, tmp_path: Path) -> None:
+    """The failed model is named as such, so no deployment picks it up, and no command loads it unasked."""
+    import shutil
+
     import torch
 
     from exporter.errors import VerificationError
     from exporter.model_loading import load_model
+    from runtime.backends.base import BackendError
+    from runtime.model_file import load_backend
 
     model = load_model(None, shapes_checkpoint).model
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias[1] += 0.02  # scores move by ~2e-3, boxes not at all
-    with pytest.raises(VerificationError, match="scores: max difference"):
-        verify_export(exported.path, model, 1, progress=False)
+    path = Path(shutil.copy(exported.path, tmp_path / "model.onnx"))
+    with pytest.raises(
+        VerificationError, match="scores: max difference.*Kept for inspection as .*model.unverified.onnx"
+    ):
+        verify_export(path, model, 1, progress=False)
+    moved = tmp_path / "model.unverified.onnx"
+    assert not path.exists() and moved.is_file()
+    with pytest.raises(BackendError, match="failed its verification.*--allow-unverified"):
+        load_backend(moved)
+    assert load_backend(moved, allow_unverified=True).info.class_names
 
 
 def test_mask_head_runs_on_the_used_slots_only(tmp_path: Path) -> None:

@@ -70,7 +70,10 @@ def test_a_refused_cache_gives_a_fresh_one_and_a_warning(tmp_path: Path, caplog,
     assert cache is not None and cache.blob == b""  # the build runs with a fresh cache
     build(config)
     assert save_timing_cache(path, serialized_timing_cache(config))
-    assert path.read_bytes() == HEADER + b"tactic;"  # the refused cache is replaced by one that fits
+    assert path.read_bytes() == HEADER + b"tactic;"  # a cache that fits takes its name
+    assert (
+        tmp_path / "timing.cache.refused"
+    ).read_bytes() == blob  # the refused file is kept, not overwritten
 
 
 def test_no_cache_at_all_never_raises(tmp_path: Path, caplog) -> None:
@@ -85,7 +88,7 @@ def test_no_cache_at_all_never_raises(tmp_path: Path, caplog) -> None:
         assert data is None
         assert save_timing_cache(path, data) is False
     assert "building without one" in caplog.text and "no timing cache to save" in caplog.text
-    assert path.read_bytes() == b"old"  # untouched
+    assert (tmp_path / "timing.cache.refused").read_bytes() == b"old"  # kept, never written over
 
 
 def test_without_a_cache_file_the_build_gets_a_fresh_cache(tmp_path: Path, caplog) -> None:

@@ -140,3 +140,116 @@ def test_older_detectron2_checkpoints_with_stored_anchors() -> None:
         CheckpointError, match=r"anchors \(proposal_generator\.anchor_generator\.cell_anchors\.0\) differ"
     ):
         load_weights_into(build_model(cfg), cfg, state)
+
+
+class _Reduce:
+    """Pickles as ``fn(*args)`` followed by ``__setstate__(state)``: how numpy pickles arrays, with any values."""
+
+    def __init__(self, fn: object, args: tuple, state: object = None) -> None:
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self):  # noqa: ANN204
+        return (self.fn, self.args, self.state)
+
+
+def _array(shape: tuple, dtype: object, data: object) -> _Reduce:
+    import numpy as np
+    from numpy._core.multiarray import _reconstruct
+
+    return _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, np.dtype(dtype), False, data))
+
+
+def _hostile_pickles() -> dict[str, tuple[bytes, str]]:
+    """The issue's crafted .pkl files (each crashed, or allocated gigabytes, or raised a traceback before)."""
+    import numpy as np
+    from numpy._core.multiarray import scalar
+
+    def pkl(weights: object) -> bytes:
+        return pickle.dumps({"model": weights, "__author__": "x"}, protocol=2)
+
+    return {
+        # an object array whose state is shorter than its shape: numpy read past its list (segfault)
+        "object array, short state": (pkl({"w": _array((100000,), object, [1])}), "numeric arrays only"),
+        "object array": (pkl({"w": np.array([1, "a"], dtype=object)}), "numeric arrays only"),
+        # each scalar(dtype('V<n>')) allocated n bytes: 4.9 GB resident from 240 bytes
+        "void scalars": (
+            pkl({"w": [_Reduce(scalar, (np.dtype("V200000000"), b""))] * 3}),
+            "numeric arrays only",
+        ),
+        "structured array": (pkl({"w": np.zeros(2, dtype=[("a", "f4"), ("b", "i4")])}), "structured|numeric"),
+        "shape beyond the bytes": (
+            pkl({"w": _array((10**12,), "f4", b"\0" * 4)}),
+            "needs 4000000000000 bytes",
+        ),
+        "negative dimension": (pkl({"w": _array((-1,), "f4", b"")}), "refusing array shape"),
+        "strings": (pkl({"w": np.array(["a", "b"])}), "numeric arrays only"),
+        "nested too deep": (pkl({"w": [[[[[[[[[[1]]]]]]]]]]}), "nested deeper"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_pickles()))
+def test_hostile_pkl_is_refused_before_allocating(case: str, tmp_path: Path) -> None:
+    import resource
+
+    data, says = _hostile_pickles()[case]
+    path = tmp_path / "model_final.pkl"
+    path.write_bytes(data)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=says):
+        read_weights(path)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 50, f"{case}: peak memory grew by {grown_mb:.0f} MB for a {len(data)}-byte file"
+
+
+def test_numeric_pkl_of_every_kind_loads(tmp_path: Path) -> None:
+    import numpy as np
+
+    arrays = {
+        "f4": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "f8 fortran": np.asfortranarray(np.arange(6, dtype=np.float64).reshape(2, 3)),
+        "big endian": np.arange(4, dtype=">i4"),
+        "f2": np.ones(3, np.float16),
+        "bool": np.array([True, False]),
+        "u1": np.arange(3, dtype=np.uint8),
+        "empty": np.zeros((0, 4), np.float32),
+    }
+    path = tmp_path / "model_final.pkl"
+    path.write_bytes(
+        pickle.dumps({"model": arrays, "__author__": "x", "matching_heuristics": True}, protocol=2)
+    )
+    loaded = load_pickle_checkpoint(path)["model"]
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(loaded[name].numpy(), value, err_msg=name)
+
+
+def test_pkl_reader_fuzzed(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Random byte edits of a small valid .pkl: every one loads numeric arrays or is a CheckpointError."""
+    import numpy as np
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = pickle.dumps(
+        {
+            "model": {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(2, np.int64)},
+            "__author__": "x",
+        },
+        protocol=2,
+    )
+    folder = tmp_path_factory.mktemp("fuzz_pkl")
+
+    @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(base) - 1), st.integers(0, 255)), min_size=1, max_size=6),
+           st.integers(0, len(base)))  # fmt: skip
+    def check(edits: list[tuple[int, int]], cut: int) -> None:
+        data = bytearray(base)
+        for at, value in edits:
+            data[at] = value
+        path = folder / "model_final.pkl"
+        path.write_bytes(bytes(data[: max(cut, 1)]))
+        try:
+            weights = load_pickle_checkpoint(path)["model"]
+        except CheckpointError:
+            return
+        assert all(isinstance(v, torch.Tensor) for v in weights.values())
+
+    check()

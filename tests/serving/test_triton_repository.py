@@ -40,7 +40,7 @@ def _validate_in(python: Path, repo: Path) -> str:
 def test_python_repository_is_complete(python_repository: Path) -> None:
     files = sorted(str(p.relative_to(python_repository)) for p in python_repository.rglob("*") if p.is_file())
     assert files == [
-        "README.md", "maskrcnn/config.pbtxt", "maskrcnn_model/1/model.onnx", "maskrcnn_model/1/model.py",
+        ".maskrcnn-deploy-repository", "README.md", "maskrcnn/config.pbtxt", "maskrcnn_model/1/model.onnx", "maskrcnn_model/1/model.py",
         "maskrcnn_model/config.pbtxt", "maskrcnn_postprocess/1/model.py", "maskrcnn_postprocess/config.pbtxt",
         "maskrcnn_preprocess/1/model.py", "maskrcnn_preprocess/config.pbtxt",
     ]  # fmt: skip

@@ -167,28 +167,159 @@ def to_torchvision(
     return out, layout, anchors
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, numbers, strings and numpy arrays; refuses every other global."""
+#: numeric dtypes a weights file may hold: bool, signed and unsigned integers, floats (no objects, no void,
+#: no strings, no structured records)
+_NUMERIC_KINDS = frozenset("biuf")
+_BYTE_ORDERS = frozenset("<>|=")
+#: how deep the containers of a weights file may nest (names -> arrays, plus a little metadata)
+_MAX_DEPTH = 8
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("collections", "OrderedDict"),
-        ("_codecs", "encode"),
+
+def _numeric_dtype(spec: object) -> np.dtype:
+    """``spec`` (a dtype's pickled name, e.g. "f4") as a numeric dtype; anything else is refused."""
+    if not isinstance(spec, str) or len(spec) > 16:
+        raise pickle.UnpicklingError(f"refusing dtype {spec!r}: a weights file holds numeric arrays only")
+    try:
+        dtype = np.dtype(spec)
+    except (TypeError, ValueError):
+        raise pickle.UnpicklingError(f"unknown dtype {spec!r}") from None
+    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise pickle.UnpicklingError(f"refusing dtype {spec!r}: a weights file holds numeric arrays only")
+    return dtype
+
+
+class _PickledDType:
+    """Stands in for ``numpy.dtype`` while unpickling: only numeric dtypes, the state checked before use
+    (numpy's own ``__setstate__`` takes field layouts and item sizes on trust)."""
+
+    def __init__(self, spec: object, align: object = False, copy: object = True) -> None:
+        self.dtype = _numeric_dtype(spec)
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) < 2 or state[1] not in _BYTE_ORDERS:
+            raise pickle.UnpicklingError(f"refusing a dtype state {str(state)[:80]}")
+        if any(v is not None for v in state[2:5]):  # subarray, field names, fields
+            raise pickle.UnpicklingError(
+                "refusing a structured dtype: a weights file holds numeric arrays only"
+            )
+        if state[1] in "<>":
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+class _PickledArray:
+    """Stands in for ``numpy.core.multiarray._reconstruct(ndarray, ...)``: its state becomes an array only
+    when the shape, the dtype and the bytes present agree, so nothing is allocated beyond the file's bytes."""
+
+    array: np.ndarray | None = None
+
+    def __setstate__(self, state: object) -> None:
+        if not isinstance(state, tuple) or len(state) != 5:
+            raise pickle.UnpicklingError(
+                "refusing an array state that is not numpy's (version, shape, dtype, order, data)"
+            )
+        _, shape, dtype, fortran, data = state
+        if not isinstance(dtype, _PickledDType):
+            raise pickle.UnpicklingError("refusing an array without a numeric dtype")
+        if (
+            not isinstance(shape, tuple)
+            or not all(isinstance(d, int) and 0 <= d for d in shape)
+            or len(shape) > 8
+        ):
+            raise pickle.UnpicklingError(f"refusing array shape {str(shape)[:80]}")
+        if isinstance(data, str):  # a Python 2 pickle read with encoding="latin1"
+            data = data.encode("latin1")
+        if not isinstance(data, (bytes, bytearray)):
+            raise pickle.UnpicklingError("refusing array data that is not bytes (an object array?)")
+        count = 1
+        for d in shape:
+            count *= d
+        if count * dtype.dtype.itemsize != len(data):
+            raise pickle.UnpicklingError(
+                f"an array of shape {list(shape)} and dtype {dtype.dtype} needs {count * dtype.dtype.itemsize} "
+                f"bytes, the file holds {len(data)}"
+            )
+        flat = np.frombuffer(bytes(data), dtype=dtype.dtype)
+        self.array = flat.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _reconstruct(cls: object, shape: object, typecode: object) -> _PickledArray:
+    if cls is not _NDARRAY:
+        raise pickle.UnpicklingError("refusing to reconstruct anything but a numpy array")
+    return _PickledArray()
+
+
+def _scalar(dtype: object, data: object = None) -> np.generic:
+    if not isinstance(dtype, _PickledDType):
+        raise pickle.UnpicklingError("refusing a scalar without a numeric dtype")
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    if not isinstance(data, (bytes, bytearray)) or len(data) != dtype.dtype.itemsize:
+        raise pickle.UnpicklingError(f"a {dtype.dtype} scalar needs {dtype.dtype.itemsize} bytes")
+    return np.frombuffer(bytes(data), dtype=dtype.dtype)[0]
+
+
+def _encode(text: object, encoding: object = "utf-8") -> bytes:
+    """``_codecs.encode``, which Python 3 pickles of bytes use; latin-1 of a string only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refusing _codecs.encode other than latin-1 of a string")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args: object) -> bytes:
+    """``bytes()``, which protocol-2 pickles of an empty bytes object call; nothing else."""
+    if args:
+        raise pickle.UnpicklingError("refusing bytes() with arguments")
+    return b""
+
+
+_NDARRAY = object()  # what ``numpy.ndarray`` unpickles to: only _reconstruct may take it
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, numbers, strings and numeric numpy arrays; refuses every other global.
+
+    numpy's own reconstructors are never called: stand-ins check each array's dtype, shape and bytes first
+    (a crafted object array whose state is shorter than its shape crashed numpy, and each
+    ``scalar(dtype('V<n>'))`` allocated n bytes).
+    """
+
+    _GLOBALS: dict[str, Any] = {
+        "_reconstruct": _reconstruct,
+        "scalar": _scalar,
+        "ndarray": _NDARRAY,
+        "dtype": _PickledDType,
     }
+    _MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a weights file holds arrays only"
-            )
-        if module.startswith("numpy.core."):  # written by numpy 1, read by numpy 2
-            module = "numpy._core." + module[len("numpy.core.") :] if hasattr(np, "_core") else module
-        return super().find_class(module, name)
+        if module in self._MODULES and name in self._GLOBALS:
+            return self._GLOBALS[name]
+        if (module, name) == ("collections", "OrderedDict"):
+            return dict
+        if (module, name) == ("_codecs", "encode"):
+            return _encode
+        if (module, name) in (("__builtin__", "bytes"), ("builtins", "bytes")):
+            return _empty_bytes
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a weights file holds arrays only")
+
+
+def _arrays(obj: Any, depth: int = 0) -> Any:
+    """The unpickled object with every stand-in replaced by its array (and dtypes by numpy's)."""
+    if depth > _MAX_DEPTH:
+        raise pickle.UnpicklingError(f"containers nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(obj, _PickledArray):
+        if obj.array is None:
+            raise pickle.UnpicklingError("an array without its data")
+        return obj.array
+    if isinstance(obj, _PickledDType):
+        return obj.dtype
+    if obj is _NDARRAY:
+        raise pickle.UnpicklingError("a bare numpy.ndarray class where a value belongs")
+    if isinstance(obj, dict):
+        return {k: _arrays(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_arrays(v, depth + 1) for v in obj)
+    return obj
 
 
 def load_pickle_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -196,7 +327,9 @@ def load_pickle_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         with path.open("rb") as f:
-            obj = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+            obj = _arrays(_NumpyOnlyUnpickler(f, encoding="latin1").load())
+    except RecursionError:
+        raise CheckpointError(f"{path} is not a detectron2 .pkl: its containers nest too deep") from None
     except Exception as e:  # a corrupt pickle raises many types (EOFError, KeyError, UnicodeDecodeError, ...)
         raise CheckpointError(
             f"{path} is not a readable detectron2 .pkl (truncated or corrupt?): {e}"
@@ -218,7 +351,7 @@ def load_pickle_checkpoint(path: str | Path) -> dict[str, Any]:
     for k, v in weights.items():
         if not isinstance(v, np.ndarray):
             raise CheckpointError(f"{path}: weight {k!r} is a {type(v).__name__}, not an array")
-        out[str(k)] = torch.from_numpy(np.ascontiguousarray(v))
+        out[str(k)] = torch.from_numpy(np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("=")))
     return {"model": out}
 
 
