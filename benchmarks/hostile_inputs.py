@@ -53,29 +53,37 @@ def mutations(data: bytes, count: int, seed: int) -> Iterator[bytes]:
         yield bytes(b)
 
 
-def run(cmd: list[str], timeout: float = 300) -> dict:
+#: started from a small process, so that the measured command's peak memory is its own: Linux keeps a
+#: child's ru_maxrss across exec, and a child forked from this (torch-sized) process would start at its size
+LAUNCHER = """
+import json, os, subprocess, sys, time
+proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=open(sys.argv[1], "wb"))
+deadline = time.monotonic() + 300
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    if time.monotonic() > deadline:
+        proc.kill()
+        pid, status, usage = os.wait4(proc.pid, 0)
+        break
+    time.sleep(0.02)
+print(json.dumps({"rc": os.waitstatus_to_exitcode(status), "rss_kb": usage.ru_maxrss}))
+"""
+
+
+def run(cmd: list[str]) -> dict:
     """Run one command; its exit status, whether it printed a traceback, its own peak memory."""
     start = time.perf_counter()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        text = err.read().decode(errors="replace")
+    with tempfile.NamedTemporaryFile(suffix=".err") as err:
+        out = subprocess.run([PY, "-c", LAUNCHER, err.name, *cmd], cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)  # fmt: skip
+        measured = json.loads(out.stdout)
+        text = Path(err.name).read_text(errors="replace")
     return {
-        "rc": proc.returncode,
+        "rc": measured["rc"],
         "traceback": "Traceback (most recent call last)" in text,
-        "rss_mb": usage.ru_maxrss / 1024,
+        "rss_mb": measured["rss_kb"] / 1024,
         "seconds": time.perf_counter() - start,
         "last_line": (text.strip().splitlines() or [""])[-1][:200],
     }
@@ -236,7 +244,9 @@ def main() -> int:
             results = [run(cmd) for cmd in make()]
             bad = [r for r in results if r["rc"] not in (0, 1, 2)]
             tracebacks = [r for r in results if r["traceback"]]
+            worst = max(results, key=lambda r: r["rss_mb"])
             rows.append({
+                "worst rss case": worst["last_line"][:120],
                 "class": name, "tried": len(results), "crashes": len(bad), "tracebacks": len(tracebacks),
                 "exit 0/1/2": "/".join(str(sum(r["rc"] == c for r in results)) for c in (0, 1, 2)),
                 "max rss MB": max(r["rss_mb"] for r in results), "max s": max(r["seconds"] for r in results),

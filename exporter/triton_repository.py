@@ -136,6 +136,15 @@ def onnx_path_for(repository: str | os.PathLike[str], options: TritonOptions) ->
 
 #: the file that says a directory is a repository --to triton wrote (and may write again)
 REPOSITORY_MARKER = ".maskrcnn-deploy-repository"
+README_TITLE = "# Triton model repository: "
+
+
+def _is_our_readme(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.readline().startswith(README_TITLE)
+    except OSError:
+        return False
 
 
 def prepare_repository(repository: str | os.PathLike[str], options: TritonOptions) -> Path:
@@ -146,8 +155,10 @@ def prepare_repository(repository: str | os.PathLike[str], options: TritonOption
     if not root.parent.is_dir():
         raise ExportError(f"output directory {root.parent} does not exist")
     n = options.names
-    ours = {n.ensemble, n.preprocess, n.model, n.postprocess, "README.md", PLUGIN_DIR, REPOSITORY_MARKER}
+    ours = {n.ensemble, n.preprocess, n.model, n.postprocess, PLUGIN_DIR, REPOSITORY_MARKER}
     foreign = sorted(p.name for p in root.iterdir() if p.name not in ours) if root.is_dir() else []
+    if foreign == ["README.md"] and _is_our_readme(root / "README.md"):
+        foreign = []  # a repository written before the marker existed
     if foreign and not (root / REPOSITORY_MARKER).is_file():
         raise ExportError(
             f"--output {root} holds files that are not a model repository of ours ({', '.join(foreign[:4])}"
@@ -466,7 +477,7 @@ def readme(root: Path, options: TritonOptions, info: ModelInfo, notes: Sequence[
         f"`{n.model}/{TENSORRT_ONNX}`), with our plugins; in NVIDIA's Triton containers",
     }[options.backend]
     lines = [
-        f"# Triton model repository: `{n.ensemble}`",
+        f"{README_TITLE}`{n.ensemble}`",
         "",
         "Written by `python -m exporter --to triton` (maskrcnn-deploy). Classes: " + classes + ".",
         "",

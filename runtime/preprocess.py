@@ -213,8 +213,11 @@ def normalize_and_resize(image_bgr: np.ndarray, params: PreprocessParams) -> np.
         return np.ascontiguousarray((chw - mean) / std)
     # (x * range / 255 - mean) / std in float32 on the full-size image, as torchvision normalizes before
     # resizing; for range 1 the factor is float32(1 / 255), what this always multiplied by.
-    chw = hwc.transpose(2, 0, 1).astype(np.float32) * np.float32(params.pixel_range / 255.0)
-    chw = (chw - mean) / std
+    # in place on one float copy: a 40-megapixel photo takes 0.5 GB here, not a temporary per operation
+    chw = np.ascontiguousarray(hwc.transpose(2, 0, 1), dtype=np.float32)
+    chw *= np.float32(params.pixel_range / 255.0)
+    chw -= mean
+    chw /= std
     if (nh, nw) == (h, w):
         return np.ascontiguousarray(chw)
     return bilinear_resize_chw(chw, nh, nw)

@@ -435,6 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink = FrameSink(args.output, source.fps, args.input) if args.output else None
     with user_errors(OSError):  # a frame that cannot be written
         stats = run_webcam(predictor, source, sink, display, args.max_frames)
+    if stats.frames_read == 0 and not source.live:
+        print(f"error: {args.input}: no frame could be read (see the warnings above)", file=sys.stderr)
+        return 2
     print(
         f"{stats.frames_processed} frames processed ({stats.frames_read} read, {stats.frames_dropped} dropped, "
         f"{stats.frames_written} written); {stats.fps:.2f} FPS; mean latency {stats.mean_latency_ms:.0f} ms; "

@@ -253,3 +253,28 @@ def test_pkl_reader_fuzzed(tmp_path_factory: pytest.TempPathFactory) -> None:
         assert all(isinstance(v, torch.Tensor) for v in weights.values())
 
     check()
+
+
+def test_pth_with_a_tensor_beyond_its_storage_is_refused(tmp_path: Path) -> None:
+    """A torch zip whose tensor claims more elements than its storage holds: one line, nothing allocated."""
+    import io
+    import resource
+    import zipfile
+
+    buf = io.BytesIO()
+    torch.save({"model": {"w": torch.ones(1)}}, buf)
+    src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith("data.pkl"):
+                assert b"K\x01\x85" in data  # the size tuple (1,)
+                data = data.replace(b"K\x01\x85", b"J\x00\xe1\xf5\x05\x85", 1)  # (100000000,)
+            dst.writestr(name, data)
+    path = tmp_path / "model.pth"
+    path.write_bytes(out.getvalue())
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        read_weights(path)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 50

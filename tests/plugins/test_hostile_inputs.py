@@ -52,3 +52,32 @@ def test_unbounded_attributes_are_refused_with_one_line(field: str, value: int, 
     attrs = MultiLevelRoiAlignAttrs(**{field: value})
     with pytest.raises(PluginCallError, match=message.replace("[", r"\[").replace("]", r"\]")):
         multilevel_roi_align_reference(np.array([[GOOD]], np.float32), FEATURES, attrs)
+
+
+def test_roi_align_reference_fuzzed() -> None:
+    """Any rois (inf, nan, huge, inverted) and attributes in or out of their bounds: pooled values that are
+    finite, or a PluginCallError / ValueError naming the problem; never a crash or a hang."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    coords = st.one_of(
+        st.floats(-1e4, 1e4), st.sampled_from([float("inf"), -float("inf"), float("nan"), 1e30, -1e30, 0.0])
+    )
+    rng = np.random.default_rng(0)
+    features = [rng.standard_normal((1, 2, s, s)).astype(np.float32) for s in (16, 8, 4, 2)]
+
+    @settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(coords, coords, coords, coords), min_size=1, max_size=6),
+           st.integers(-3, 200), st.integers(-2, 40), st.integers(0, 1), st.integers(0, 1))  # fmt: skip
+    def check(rois: list, sampling: int, side: int, aligned: int, plus_one: int) -> None:
+        attrs = MultiLevelRoiAlignAttrs(output_height=side, output_width=max(side, 1), sampling_ratio=sampling,
+                                        aligned=aligned, legacy_plus_one=plus_one,
+                                        spatial_scales=(0.25, 0.125, 0.0625, 0.03125))  # fmt: skip
+        try:
+            out = multilevel_roi_align_reference(np.asarray([rois], np.float32), features, attrs)
+        except (PluginCallError, ValueError):
+            return
+        assert out.shape == (len(rois), 2, side, max(side, 1))
+        assert np.isfinite(out).all()
+
+    check()

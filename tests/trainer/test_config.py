@@ -123,3 +123,30 @@ def test_hostile_yaml_is_refused_in_one_line_before_it_is_built(tmp_path) -> Non
         with pytest.raises(ConfigError, match=message) as e:
             load_config(path)
         assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_config_loading_fuzzed(tmp_path) -> None:
+    """Random byte edits and cuts of the shipped config: a config or a one-line ConfigError, nothing else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.common import SHAPES_CONFIG
+    from trainer.config import ConfigError, load_config
+
+    base = SHAPES_CONFIG.read_bytes()
+    path = tmp_path / "fuzzed.yaml"
+
+    @settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(base) - 1), st.sampled_from(b"&*:{}[]-|>!%@`'\"\n\t #x0\xff")),
+                    min_size=1, max_size=6), st.integers(1, len(base)))  # fmt: skip
+    def check(edits: list[tuple[int, int]], cut: int) -> None:
+        data = bytearray(base)
+        for at, value in edits:
+            data[at] = value
+        path.write_bytes(bytes(data[:cut]))
+        try:
+            load_config(path)
+        except ConfigError as e:
+            assert "\n" not in str(e).strip()
+
+    check()

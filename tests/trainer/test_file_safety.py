@@ -91,21 +91,20 @@ def test_triton_output_refuses_a_folder_that_is_not_a_repository(
     """``--to triton --output .`` wrote README.md over the user's."""
     from exporter.cli import main
 
+    args = ["--to", "triton", "--onnx", str(random_shapes_onnx), "--backend", "python", "--quiet"]
     folder = tmp_path / "project"
     folder.mkdir()
     (folder / "README.md").write_text("the user's own")
+    assert main([*args, "--output", str(folder)]) == 2  # a README alone is not a repository of ours
     (folder / "train.py").write_text("print()")
-    args = ["--to", "triton", "--onnx", str(random_shapes_onnx), "--backend", "python", "--quiet"]
     assert main([*args, "--output", str(folder)]) == 2
-    assert (folder / "README.md").read_text() == "the user's own" and sorted(
-        p.name for p in folder.iterdir()
-    ) == [
-        "README.md",
-        "train.py",
-    ]
+    assert (folder / "README.md").read_text() == "the user's own"
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "train.py"]
     repo = tmp_path / "repo"
     assert main([*args, "--output", str(repo)]) == 0
     assert main([*args, "--output", str(repo)]) == 0  # a repository of ours is written again
+    (repo / ".maskrcnn-deploy-repository").unlink()  # as written before the marker: its README says whose
+    assert main([*args, "--output", str(repo)]) == 0
 
 
 def test_webcam_output_never_replaces_the_input(tmp_path: Path, random_shapes_onnx: Path) -> None:
