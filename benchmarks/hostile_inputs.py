@@ -13,7 +13,7 @@ file, and each file runs through the command a user would give it to, in its own
 A run passes when it exits 0, 1 or 2 (no signal), prints no Python traceback and its peak resident memory
 (``wait4``'s ``ru_maxrss`` of that process) stays under ``--max-rss-mb``. Prints one row per class.
 
-    python benchmarks/hostile_inputs.py [--per-class 12] [--max-rss-mb 3000] [--json out.json]
+    python benchmarks/hostile_inputs.py [--per-class 12] [--max-rss-mb 2000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--per-class", type=int, default=12)
-    parser.add_argument("--max-rss-mb", type=float, default=3000)
+    parser.add_argument("--max-rss-mb", type=float, default=2000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     from exporter.onnx_export import export_onnx

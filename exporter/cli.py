@@ -25,7 +25,8 @@ from trainer.foreign import SOURCES
 
 #: the --to triton options that are fields of exporter.triton_repository.TritonOptions
 TRITON_OPTIONS = ("backend", "model_name", "max_batch_size", "instances", "max_queue_delay_us",
-                  "confidence_threshold", "mask_threshold", "max_image_pixels", "threads")  # fmt: skip
+                  "max_queue_size", "queue_timeout_ms", "confidence_threshold", "mask_threshold",
+                  "max_image_pixels", "threads")  # fmt: skip
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--no-dynamic-batching", action="store_true", help="run each request on its own")
     triton.add_argument("--max-queue-delay-us", type=int, default=None, metavar="US",
                         help="dynamic batching's queue delay (default 2000)")  # fmt: skip
+    triton.add_argument("--max-queue-size", type=int, default=None, metavar="N",
+                        help="requests each step queues before it rejects more (default 64)")  # fmt: skip
+    triton.add_argument("--queue-timeout-ms", type=int, default=None, metavar="MS",
+                        help="a request queued longer is rejected (default 30000; a client may ask for less)")  # fmt: skip
     triton.add_argument("--confidence-threshold", type=float, default=None,
                         help="detections below are not returned (default 0.5)")  # fmt: skip
     triton.add_argument("--mask-threshold", type=float, default=None, help="mask probability cut (0.5)")

@@ -56,6 +56,9 @@ class TritonOptions:
     instances: int = 1
     dynamic_batching: bool = True
     max_queue_delay_us: int = 2000
+    #: bounded queues: one slow or hostile client fills a queue of this size, then gets rejections
+    max_queue_size: int = 64
+    queue_timeout_ms: int = 30000
     confidence_threshold: float = 0.5
     mask_threshold: float = tc.DEFAULT_MASK_THRESHOLD
     max_image_pixels: int = tc.DEFAULT_MAX_IMAGE_PIXELS
@@ -68,6 +71,8 @@ class TritonOptions:
             raise ExportError(f"--model-name {self.model_name!r}: use letters, digits, '_' and '-'")
         for name, value, low in (("--max-batch-size", self.max_batch_size, 1), ("--instances", self.instances, 1),
                                  ("--max-queue-delay-us", self.max_queue_delay_us, 0),
+                                 ("--max-queue-size", self.max_queue_size, 1),
+                                 ("--queue-timeout-ms", self.queue_timeout_ms, 1),
                                  ("--max-image-pixels", self.max_image_pixels, 1)):  # fmt: skip
             if value < low:
                 raise ExportError(f"{name} must be at least {low}, got {value}")
@@ -244,6 +249,22 @@ def write_repository(
     return result
 
 
+def queue_config(options: TritonOptions, delay_us: int = 0) -> dict[str, Any]:
+    """A dynamic batcher whose queue is bounded in length and in time: past ``max_queue_size`` waiting
+    requests, or ``queue_timeout_ms`` in the queue, a request is rejected instead of stalling all the others.
+    The pre- and post-processing steps get one too (with no delay: they run request by request), since
+    without a dynamic batcher Triton queues without bound."""
+    return {
+        "max_queue_delay_microseconds": delay_us,
+        "default_queue_policy": {
+            "timeout_action": Enum("REJECT"),
+            "default_timeout_microseconds": options.queue_timeout_ms * 1000,
+            "allow_timeout_override": True,
+            "max_queue_size": options.max_queue_size,
+        },
+    }
+
+
 def preprocess_config(options: TritonOptions, info: ModelInfo, image: TensorSpec) -> dict[str, Any]:
     sizes = TensorSpec(contract.INPUT_IMAGE_SIZES, "int64", [2])
     return {
@@ -252,6 +273,7 @@ def preprocess_config(options: TritonOptions, info: ModelInfo, image: TensorSpec
         "max_batch_size": options.max_batch_size,
         "input": [TensorSpec(tc.INPUT_ENCODED_IMAGE, "object", [1]).config()],
         "output": [image.config(), sizes.config(), TensorSpec(tc.ORIGINAL_SIZES, "int64", [2]).config()],
+        "dynamic_batching": queue_config(options),
         "instance_group": [{"kind": Enum("KIND_CPU"), "count": options.instances}],
         "parameters": _parameters({
             **tc.info_parameters(info),
@@ -290,7 +312,7 @@ def model_config(
     config["input"] = [s.config(ragged=python and s.name == contract.INPUT_IMAGES) for s in inputs]
     config["output"] = [s.config() for s in outputs]
     if options.dynamic_batching:
-        config["dynamic_batching"] = {"max_queue_delay_microseconds": options.max_queue_delay_us}
+        config["dynamic_batching"] = queue_config(options, options.max_queue_delay_us)
     config["instance_group"] = [{"kind": Enum(kind), "count": options.instances}]
     config["parameters"] = _parameters(params)
     return config
@@ -310,12 +332,14 @@ def postprocess_config(
         "max_batch_size": options.max_batch_size,
         "input": [s.config() for s in (*network, *sizes)],
         "output": [s.config() for s in detection_specs(info)],
+        "dynamic_batching": queue_config(options),
         "instance_group": [{"kind": Enum("KIND_CPU"), "count": options.instances}],
         "parameters": _parameters({
             **tc.info_parameters(info),
             tc.PARAM_STEP: tc.STEP_POSTPROCESS,
             tc.PARAM_CONFIDENCE_THRESHOLD: repr(float(options.confidence_threshold)),
             tc.PARAM_MASK_THRESHOLD: repr(float(options.mask_threshold)),
+            tc.PARAM_MAX_IMAGE_PIXELS: str(options.max_image_pixels),
             tc.PARAM_RUNTIME_PATH: str(RUNTIME_ROOT),
         }),
     }  # fmt: skip
@@ -462,7 +486,7 @@ def readme(root: Path, options: TritonOptions, info: ModelInfo, notes: Sequence[
     ).replace("[1, N, -1, -1]", "[1, N, H, W]")
     plugin = f"/models/{PLUGIN_DIR}/{TRT_SELF_REGISTERING_LIBRARY}"
     docker = (
-        "docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD/"
+        "docker run --gpus all --rm --shm-size=1g -p127.0.0.1:8000:8000 -p127.0.0.1:8001:8001 -p127.0.0.1:8002:8002 -v $PWD/"
         f"{root.name}:/models nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models"
     )
     if options.backend == "tensorrt":

@@ -154,8 +154,12 @@ class TritonClient:
             feeds.append(tensor)
         wanted = [self.module.InferRequestedOutput(name) for name in outputs]
         kwargs: dict[str, Any] = {}
-        if self.url.protocol == "grpc" and self.timeout_s is not None:
-            kwargs["client_timeout"] = self.timeout_s
+        if self.timeout_s is not None:
+            # the server drops the request once it has queued this long (the repository's queue policy allows
+            # the override); the client stops waiting at the same deadline
+            kwargs["timeout"] = int(self.timeout_s * 1e6)
+            if self.url.protocol == "grpc":
+                kwargs["client_timeout"] = self.timeout_s
         result = self._call(
             f"inference of {model!r}", self.client.infer, model, feeds, outputs=wanted, **kwargs
         )

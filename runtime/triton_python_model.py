@@ -68,8 +68,9 @@ class TritonPythonModel:
             return [pb_utils.InferenceResponse(error=_error(message, False)) for _ in requests]
         responses = []
         for result in results:
-            if isinstance(result, Exception):
-                responses.append(pb_utils.InferenceResponse(error=_error(f"{self.name}: {result}", True)))
+            if isinstance(result, Exception):  # a bad request is INVALID_ARG; the step's own failure is not
+                invalid = isinstance(result, self.steps.StepInputError)
+                responses.append(pb_utils.InferenceResponse(error=_error(f"{self.name}: {result}", invalid)))
             else:
                 tensors = [pb_utils.Tensor(name, value) for name, value in result.items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))

@@ -61,6 +61,10 @@ class ServerUnavailable(RuntimeError):
     """The bundled tritonserver cannot be run here (no serving environment, a missing stub, a backend it lacks)."""
 
 
+#: where the bundled server listens unless told otherwise: this machine only
+LOOPBACK = "127.0.0.1"
+
+
 def default_serving_python() -> Path | None:
     """``$MRD_SERVING_PYTHON``, else the checkout's ``.venv-serving/bin/python``; None where neither exists."""
     given = os.environ.get(ENV_SERVING_PYTHON)
@@ -186,12 +190,13 @@ def server_command(
     http_port: int = 8000,
     grpc_port: int = 8001,
     metrics_port: int = 8002,
-    address: str | None = None,
+    address: str | None = LOOPBACK,
     backend_directory: str | os.PathLike[str] | None = None,
     exit_timeout_s: int = 30,
     extra: Sequence[str] = (),
 ) -> list[str]:
-    """The tritonserver command line for a repository (ports and, with ``address``, the interface)."""
+    """The tritonserver command line for a repository: ports, and the interface (loopback unless ``address``
+    says otherwise; None leaves tritonserver's default, every interface)."""
     check_repository(repository)
     backends = Path(backend_directory) if backend_directory is not None else prepare_backends(triton)
     cmd = [
@@ -332,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metrics-port", type=int, default=_port("METRICS_PORT", 8002),
                    help="default $METRICS_PORT or 8002")  # fmt: skip
-    p.add_argument("--address", default=os.environ.get("TRITON_ADDRESS"),
-                   help="interface to listen on (default $TRITON_ADDRESS, else all)")  # fmt: skip
+    p.add_argument("--address", default=os.environ.get("TRITON_ADDRESS") or LOOPBACK,
+                   help="interface to listen on (default $TRITON_ADDRESS, else 127.0.0.1: loopback only; "
+                        "0.0.0.0 for every interface)")  # fmt: skip
     p.add_argument(
         "--print-command", action="store_true", help="print the command and environment, don't run"
     )

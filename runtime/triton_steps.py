@@ -31,13 +31,31 @@ from runtime.canvas import canvas_groups, on_canvas
 from runtime.image_io import ImageReadError, decode_image
 from runtime.onnx_contract import ModelInfo
 from runtime.postprocess import postprocess
-from runtime.preprocess import preprocess
+from runtime.preprocess import padded_size, preprocess, resized_size
 
 Tensors = dict[str, np.ndarray]
 
 
 class StepInputError(ValueError):
     """A request the step cannot answer (a corrupt image, inconsistent sizes); sent back as its error."""
+
+
+class StepFailure(RuntimeError):
+    """The step failed on this request for a reason of its own (a bug, a library error): answered as a server
+    error for this request only, never for the others of its batch."""
+
+
+def _failure(e: Exception) -> StepFailure:
+    return StepFailure(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
+
+
+def max_canvas(info: ModelInfo) -> tuple[int, int]:
+    """The largest canvas this model's pre-processing produces: no side beyond max_size, rounded up to the
+    divisibility (or the fixed input size); larger network inputs are refused, not computed."""
+    if info.static_input_size is not None:
+        return int(info.static_input_size[0]), int(info.static_input_size[1])
+    side = max(int(info.preprocess.max_size), int(info.preprocess.min_size))
+    return padded_size([(side, side)], info.preprocess.size_divisibility)
 
 
 class Step:
@@ -52,6 +70,8 @@ class Step:
                 out.append(self.run_one(request))
             except StepInputError as e:
                 out.append(e)
+            except Exception as e:  # noqa: BLE001 (this request's failure, whatever it is, is its own)
+                out.append(_failure(e))
         return out
 
     def run_one(self, request: Mapping[str, np.ndarray]) -> Tensors:
@@ -117,6 +137,17 @@ class ModelStep(Step):
                 f"got {list(sizes.shape)}"
             )
         h, w = images.shape[2:]
+        limit = max_canvas(self.info)
+        if h > limit[0] or w > limit[1]:  # (the batch is bounded by Triton: max_batch_size)
+            raise StepInputError(
+                f"{contract.INPUT_IMAGES}: a {h}x{w} canvas is beyond this model's largest, {limit[0]}x{limit[1]} "
+                f"(its pre-processing resizes to at most {self.info.preprocess.max_size} pixels a side)"
+            )
+        if images.dtype != np.float32 or sizes.dtype.kind not in "iu":
+            raise StepInputError(
+                f"expected float32 {contract.INPUT_IMAGES} and integer {contract.INPUT_IMAGE_SIZES}, got "
+                f"{images.dtype} and {sizes.dtype}"
+            )
         bad = (sizes < 1) | (sizes > np.asarray([h, w]))
         if bad.any():
             raise StepInputError(
@@ -147,15 +178,26 @@ class ModelStep(Step):
                 placed = on_canvas(images[idx], sizes[idx], group.canvas)
                 members = groups.setdefault(group.canvas, [])
                 members.extend((r, i, placed[k], sizes[i]) for k, i in enumerate(idx))
-        per_image: dict[tuple[int, int], Tensors] = {}
+        per_image: dict[tuple[int, int], Tensors | StepFailure] = {}
         for members in groups.values():
-            results = self.infer(np.stack([m[2] for m in members]), np.stack([m[3] for m in members]))
-            for k, (r, i, _, _) in enumerate(members):
-                per_image[r, i] = {name: value[k : k + 1] for name, value in results.items()}
+            try:
+                results = self.infer(np.stack([m[2] for m in members]), np.stack([m[3] for m in members]))
+                for k, (r, i, _, _) in enumerate(members):
+                    per_image[r, i] = {name: value[k : k + 1] for name, value in results.items()}
+            except Exception:  # noqa: BLE001 (then image by image: only the one that fails fails)
+                for r, i, image, size in members:
+                    try:
+                        per_image[r, i] = self.infer(image[None], size[None])
+                    except Exception as e:  # noqa: BLE001
+                        per_image[r, i] = _failure(e)
         for r, n in enumerate(counts):
             if n:
                 rows = [per_image[r, i] for i in range(n)]
-                out[r] = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}
+                failed = next((row for row in rows if isinstance(row, StepFailure)), None)
+                if failed is not None:
+                    out[r] = failed
+                    continue
+                out[r] = {name: np.concatenate([row[name] for row in rows]) for name in rows[0]}  # type: ignore[index]
         return out
 
     def infer(self, images: np.ndarray, sizes: np.ndarray) -> Tensors:
@@ -174,8 +216,10 @@ class PostprocessStep(Step):
         info: ModelInfo,
         confidence_threshold: float = 0.0,
         mask_threshold: float = tc.DEFAULT_MASK_THRESHOLD,
+        max_pixels: int = tc.DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.info = info
+        self.max_pixels = int(max_pixels)
         self.confidence_threshold = float(confidence_threshold)
         self.mask_threshold = float(mask_threshold)
         names = list(self.input_names)
@@ -185,11 +229,27 @@ class PostprocessStep(Step):
             names.append(contract.OUTPUT_KEYPOINT_HEATMAPS)
         self.input_names = tuple(names)
 
+    def check_sizes(self, original: tuple[int, ...], resized: tuple[int, ...]) -> None:
+        """The sizes must be what pre-processing made: an original within the image limit, which this model's
+        resize turns into ``resized`` (a few KB asking for full-image masks of 16000 x 16000 took 2 GB)."""
+        if min(original) < 1 or original[0] * original[1] > self.max_pixels:
+            raise StepInputError(
+                f"{tc.ORIGINAL_SIZES}: {list(original)} is not an image size within the limit of "
+                f"{self.max_pixels} pixels"
+            )
+        expected = resized_size(original[0], original[1], self.info.preprocess)
+        if self.info.static_input_size is None and tuple(resized) != tuple(expected):
+            raise StepInputError(
+                f"{contract.INPUT_IMAGE_SIZES} {list(resized)} is not what this model resizes a {original[0]}x"
+                f"{original[1]} image to ({expected[0]}x{expected[1]})"
+            )
+
     def run_one(self, request: Mapping[str, np.ndarray]) -> Tensors:
         resized = np.asarray(request[contract.INPUT_IMAGE_SIZES]).reshape(-1, 2)
         original = np.asarray(request[tc.ORIGINAL_SIZES]).reshape(-1, 2)
         if len(resized) != 1 or len(original) != 1:
             raise StepInputError(f"one image per request, got {len(resized)}")
+        self.check_sizes(tuple(int(v) for v in original[0]), tuple(int(v) for v in resized[0]))
         outputs = {
             k: np.asarray(v)
             for k, v in request.items()
@@ -241,4 +301,5 @@ def make_step(
         info,
         float(params.get(tc.PARAM_CONFIDENCE_THRESHOLD, "0")),
         float(params.get(tc.PARAM_MASK_THRESHOLD, tc.DEFAULT_MASK_THRESHOLD)),
+        int(params.get(tc.PARAM_MAX_IMAGE_PIXELS, tc.DEFAULT_MAX_IMAGE_PIXELS)),
     )

@@ -3,7 +3,8 @@
 # the `python -m exporter --to triton --backend python` export runs on a CPU-only machine).
 #   bash scripts/serve.sh MODEL_REPOSITORY [-- tritonserver options]
 # Ports: HTTP $HTTP_PORT (8000), gRPC $GRPC_PORT (8001), metrics $METRICS_PORT (8002); $TRITON_ADDRESS picks
-# the interface (default: all). Creates .venv-serving first when it is missing (scripts/setup_serving.sh).
+# the interface (default: 127.0.0.1, this machine only; 0.0.0.0 serves every interface). Creates .venv-serving
+# first when it is missing or incomplete (scripts/setup_serving.sh).
 # The server replaces this shell (exec), so SIGTERM reaches it: it finishes in-flight requests and exits.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -12,6 +12,17 @@ if [ -z "${PYTHON:-}" ]; then
     # the interpreter .venv was made from, so both environments run the same Python
     PYTHON=$(.venv/bin/python -c 'import sys; print(sys._base_executable)' 2>/dev/null || command -v python3)
 fi
+# a setup interrupted while the venv was made leaves a python without pip: every later run failed with "No
+# module named pip" until the folder was deleted by hand; such a venv (ours: it has pyvenv.cfg) is made again
+if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    if [ -f "$VENV/pyvenv.cfg" ]; then
+        echo "$VENV is incomplete (an interrupted setup?): making it again" >&2
+        rm -rf "$VENV"
+    else
+        echo "error: $VENV has a python without pip and is not a venv; remove it or set SERVING_VENV" >&2
+        exit 2
+    fi
+fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 # numpy < 2 stated here too: otherwise opencv/onnxruntime would pull numpy 2 past pytriton's pin

@@ -21,6 +21,9 @@ from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
 from runtime.triton_client import TritonClient, TritonClientError, TritonClientUnavailable, parse_url
 
+#: seconds a request may take, queue included, before the client gives up (``timeout=None``: no deadline)
+DEFAULT_TIMEOUT_S = 60.0
+
 
 class TritonBackend(Backend):
     """The network step of an exported Triton repository, by URL; the model may be its ensemble's name."""
@@ -34,7 +37,7 @@ class TritonBackend(Backend):
         device: str = "cpu",
         model_name: str | None = None,
         protocol: str | None = None,
-        timeout: float | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
     ) -> None:
         try:
             self.url = parse_url(str(model_path), protocol)

@@ -131,18 +131,23 @@ def test_concurrent_requests_get_their_one_image_answers(
     batches of several requests did run."""
     paths = sorted(serving_images.glob("*.png"))
     local = {p: _local(random_shapes_onnx, p) for p in paths}
-    client = TritonClient(triton_server.http_url, timeout_s=60)
     failures: list[str] = []
 
     def send(k: int) -> None:
-        for i in range(4):  # bounded: 6 threads x 4 requests
-            path = paths[(k + i) % len(paths)]
-            try:
-                failures.extend(
-                    f"{path.name}: {d}" for d in compare_served(local[path], _served(client, path))
-                )
-            except Exception as e:  # noqa: BLE001 (reported below, not lost in a thread)
-                failures.append(f"{path.name}: {e}")
+        client = TritonClient(
+            triton_server.http_url, timeout_s=60
+        )  # its own connection, closed by its thread
+        try:
+            for i in range(4):  # bounded: 6 threads x 4 requests
+                path = paths[(k + i) % len(paths)]
+                try:
+                    failures.extend(
+                        f"{path.name}: {d}" for d in compare_served(local[path], _served(client, path))
+                    )
+                except Exception as e:  # noqa: BLE001 (reported below, not lost in a thread)
+                    failures.append(f"{path.name}: {e}")
+        finally:
+            client.close()
 
     threads = [threading.Thread(target=send, args=(k,)) for k in range(6)]
     for t in threads:
@@ -151,7 +156,11 @@ def test_concurrent_requests_get_their_one_image_answers(
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
     assert failures == []
-    stats = client.client.get_inference_statistics(model_name=f"{tc.DEFAULT_MODEL_NAME}_{tc.STEP_MODEL}")
+    client = TritonClient(triton_server.http_url, timeout_s=60)
+    try:
+        stats = client.client.get_inference_statistics(model_name=f"{tc.DEFAULT_MODEL_NAME}_{tc.STEP_MODEL}")
+    finally:
+        client.close()
     sizes = {int(b["batch_size"]) for m in stats["model_stats"] for b in m.get("batch_stats", [])}
     assert max(sizes) > 1, f"the requests were never batched (batch sizes {sorted(sizes)})"
 
@@ -222,7 +231,10 @@ def test_a_client_hanging_up_mid_request_costs_the_others_nothing(
 
     def patient() -> None:
         client = TritonClient(triton_server.http_url)
-        results.append([compare_served(e, _served(client, p)) for e, p in zip(expected, paths)])
+        try:
+            results.append([compare_served(e, _served(client, p)) for e, p in zip(expected, paths)])
+        finally:
+            client.close()  # an open keep-alive connection holds the server's shutdown for 30 s
 
     impatient = http.InferenceServerClient(
         triton_server.http_url.removeprefix("http://"), network_timeout=0.001
@@ -241,7 +253,11 @@ def test_a_client_hanging_up_mid_request_costs_the_others_nothing(
     worker.join(120)
     assert hung_up >= 1
     assert results == [[[], []]]
-    assert compare_served(expected[1], _served(TritonClient(triton_server.http_url), paths[1])) == []
+    after = TritonClient(triton_server.http_url)
+    try:
+        assert compare_served(expected[1], _served(after, paths[1])) == []
+    finally:
+        after.close()
 
 
 def test_webcam_and_evaluate_take_the_url(

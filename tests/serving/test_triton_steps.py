@@ -190,3 +190,82 @@ def test_serving_modules_import_without_torch_or_tritonclient(tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
     proc = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "SERVING-LIGHT-OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_steps_refuse_inputs_beyond_the_exports_limits(model_step: ModelStep) -> None:
+    """A [1,3,3000,3000] canvas ran for seconds on the network step, and a few KB of sizes asking for
+    16000x16000 masks took the postprocess step from 0.28 to 2.16 GB; both are now refused by name."""
+    from runtime.triton_steps import max_canvas
+
+    limit = max_canvas(model_step.info)
+    params = model_step.info.preprocess
+    assert limit == (192, 192)  # the test model resizes to at most 192 a side (a multiple of 32)
+    huge = {contract.INPUT_IMAGES: np.zeros((1, 3, 3008, 3008), np.float32),
+            contract.INPUT_IMAGE_SIZES: np.array([[3000, 3000]], np.int64)}  # fmt: skip
+    doubles = {contract.INPUT_IMAGES: np.zeros((1, 3, 64, 64), np.float64),
+               contract.INPUT_IMAGE_SIZES: np.array([[64, 64]], np.int64)}  # fmt: skip
+    out = model_step.run([huge, doubles])
+    assert "a 3008x3008 canvas is beyond this model's largest, 192x192" in str(out[0])
+    assert "expected float32 images" in str(out[1])
+
+    batch = preprocess([make_image(0)], params)
+    outputs = model_step.infer(batch.images, batch.image_sizes)
+    step = PostprocessStep(model_step.info)
+    good = {**outputs, contract.INPUT_IMAGE_SIZES: batch.image_sizes, tc.ORIGINAL_SIZES: batch.original_sizes}
+    bombs = [
+        {**good, tc.ORIGINAL_SIZES: np.array([[16000, 16000]], np.int64)},
+        {**good, tc.ORIGINAL_SIZES: np.array([[100, 500]], np.int64)},  # not what these sizes come from
+    ]
+    results = step.run([*bombs, good])
+    assert "within the limit of 40000000 pixels" in str(results[0])
+    assert "is not what this model resizes a 100x500 image to" in str(results[1])
+    assert isinstance(results[2], dict)
+
+
+def test_one_requests_failure_of_any_kind_fails_only_that_request(
+    model_step: ModelStep, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only StepInputError used to be answered per request: any other exception failed the whole batch."""
+    from runtime.triton_steps import StepFailure
+
+    params = model_step.info.preprocess
+    batches = [preprocess([make_image(s, 120, 160)], params) for s in range(3)]
+    requests = [{contract.INPUT_IMAGES: b.images, contract.INPUT_IMAGE_SIZES: b.image_sizes} for b in batches]
+    poisoned = batches[1].images[0, 0, 5, 5]
+    real_infer = model_step.infer
+
+    def infer(images: np.ndarray, sizes: np.ndarray):  # noqa: ANN202
+        if (images[:, 0, 5, 5] == poisoned).any():
+            raise MemoryError("simulated")
+        return real_infer(images, sizes)
+
+    monkeypatch.setattr(model_step, "infer", infer)
+    results = model_step.run(requests)  # one canvas: one batch, then image by image after the failure
+    assert isinstance(results[1], StepFailure) and "MemoryError: simulated" in str(results[1])
+    for i in (0, 2):
+        alone = real_infer(batches[i].images, batches[i].image_sizes)
+        assert isinstance(results[i], dict)
+        np.testing.assert_array_equal(results[i][contract.OUTPUT_BOXES], alone[contract.OUTPUT_BOXES])
+
+    step = PostprocessStep(model_step.info)
+    monkeypatch.setattr(step, "run_one", lambda request: 1 / 0)
+    assert isinstance(step.run([{}])[0], StepFailure)
+
+
+def test_generated_configs_bound_their_queues(python_repository: Path) -> None:
+    for name in ("maskrcnn_preprocess", "maskrcnn_model", "maskrcnn_postprocess"):
+        text = (python_repository / name / "config.pbtxt").read_text()
+        assert "default_queue_policy" in text and "max_queue_size: 64" in text, name
+        assert "timeout_action: REJECT" in text and "default_timeout_microseconds: 30000000" in text, name
+
+
+def test_the_bundled_server_listens_on_loopback_unless_told(python_repository: Path) -> None:
+    from runtime.triton_server import LOOPBACK, server_command
+
+    class Fake:
+        executable = Path("/bin/true")
+
+    cmd = server_command(Fake(), python_repository, backend_directory="/tmp")  # type: ignore[arg-type]
+    assert f"--http-address={LOOPBACK}" in cmd and f"--grpc-address={LOOPBACK}" in cmd
+    everywhere = server_command(Fake(), python_repository, backend_directory="/tmp", address="0.0.0.0")  # type: ignore[arg-type]
+    assert "--http-address=0.0.0.0" in everywhere
