@@ -25,7 +25,7 @@ from trainer.foreign import SOURCES
 
 #: the --to triton options that are fields of exporter.triton_repository.TritonOptions
 TRITON_OPTIONS = ("backend", "model_name", "max_batch_size", "instances", "max_queue_delay_us",
-                  "max_queue_size", "queue_timeout_ms", "confidence_threshold", "mask_threshold",
+                  "max_queue_size", "queue_timeout_ms", "confidence_threshold", "mask_threshold", "mask_format",
                   "max_image_pixels", "threads")  # fmt: skip
 
 
@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--confidence-threshold", type=float, default=None,
                         help="detections below are not returned (default 0.5)")  # fmt: skip
     triton.add_argument("--mask-threshold", type=float, default=None, help="mask probability cut (0.5)")
+    triton.add_argument("--masks", dest="mask_format", choices=("box", "full"), default=None,
+                        help="box (default): each mask as the pixels of its region, put back into a full mask by "
+                             "the client; full: [N, H, W] as large as the image")  # fmt: skip
     triton.add_argument("--max-image-pixels", type=int, default=None, metavar="N",
                         help="larger images are refused before decoding (default 40000000)")  # fmt: skip
     triton.add_argument("--threads", type=int, default=None,

@@ -61,6 +61,7 @@ class TritonOptions:
     queue_timeout_ms: int = 30000
     confidence_threshold: float = 0.5
     mask_threshold: float = tc.DEFAULT_MASK_THRESHOLD
+    mask_format: str = tc.DEFAULT_MASK_FORMAT
     max_image_pixels: int = tc.DEFAULT_MAX_IMAGE_PIXELS
     threads: int | None = None  # ONNX Runtime intra-op threads per instance (python / onnxruntime)
 
@@ -76,6 +77,8 @@ class TritonOptions:
                                  ("--max-image-pixels", self.max_image_pixels, 1)):  # fmt: skip
             if value < low:
                 raise ExportError(f"{name} must be at least {low}, got {value}")
+        if self.mask_format not in tc.MASK_FORMATS:
+            raise ExportError(f"--masks {self.mask_format!r}: choose one of {', '.join(tc.MASK_FORMATS)}")
         if self.threads is not None and self.threads < 0:
             raise ExportError(f"--threads must be >= 0, got {self.threads}")
         for name, value in (("--confidence-threshold", self.confidence_threshold),
@@ -331,7 +334,7 @@ def postprocess_config(
         "backend": "python",
         "max_batch_size": options.max_batch_size,
         "input": [s.config() for s in (*network, *sizes)],
-        "output": [s.config() for s in detection_specs(info)],
+        "output": [s.config() for s in detection_specs(info, options.mask_format)],
         "dynamic_batching": queue_config(options),
         "instance_group": [{"kind": Enum("KIND_CPU"), "count": options.instances}],
         "parameters": _parameters({
@@ -340,20 +343,26 @@ def postprocess_config(
             tc.PARAM_CONFIDENCE_THRESHOLD: repr(float(options.confidence_threshold)),
             tc.PARAM_MASK_THRESHOLD: repr(float(options.mask_threshold)),
             tc.PARAM_MAX_IMAGE_PIXELS: str(options.max_image_pixels),
+            tc.PARAM_MASK_FORMAT: options.mask_format,
             tc.PARAM_RUNTIME_PATH: str(RUNTIME_ROOT),
         }),
     }  # fmt: skip
 
 
-def detection_specs(info: ModelInfo) -> list[TensorSpec]:
-    """The ensemble's outputs for this model (masks and keypoints only where it has them)."""
+def detection_specs(info: ModelInfo, mask_format: str = tc.DEFAULT_MASK_FORMAT) -> list[TensorSpec]:
+    """The ensemble's outputs for this model (masks and keypoints only where it has them; box masks as the
+    pixels of their regions plus the regions)."""
     specs = []
     for name in tc.ENSEMBLE_OUTPUTS:
-        if (name == contract.OUTPUT_MASKS and not info.has_masks) or (
+        if (name in (contract.OUTPUT_MASKS, tc.OUTPUT_MASK_BOXES) and not info.has_masks) or (
             name == tc.OUTPUT_KEYPOINTS and not info.has_keypoints
         ):
             continue
+        if name == tc.OUTPUT_MASK_BOXES and mask_format != "box":
+            continue
         dtype, dims = tc.ENSEMBLE_OUTPUT_SPECS[name]
+        if name == contract.OUTPUT_MASKS and mask_format == "box":
+            dims = (-1,)
         if name == tc.OUTPUT_KEYPOINTS and info.keypoint_names is not None:
             dims = [-1, len(info.keypoint_names), 3]
         specs.append(TensorSpec(name, dtype, list(dims)))
@@ -364,7 +373,7 @@ def ensemble_config(options: TritonOptions, info: ModelInfo, outputs: Sequence[T
     n = options.names
     network = {s.name: f"network_{s.name}" for s in outputs}
     pre_out = (contract.INPUT_IMAGES, contract.INPUT_IMAGE_SIZES, tc.ORIGINAL_SIZES)
-    dets = detection_specs(info)
+    dets = detection_specs(info, options.mask_format)
     steps = [
         {"model_name": n.preprocess, "model_version": -1,
          "input_map": _map({tc.INPUT_ENCODED_IMAGE: tc.INPUT_ENCODED_IMAGE}),
@@ -482,7 +491,7 @@ def readme(root: Path, options: TritonOptions, info: ModelInfo, notes: Sequence[
     classes = ", ".join(info.class_names[1:])
     outputs = "\n".join(
         f"| `{s.name}` | {tc.wire_datatype(s.dtype)} | [1, {', '.join('N' if d == -1 and i == 0 else str(d) for i, d in enumerate(s.dims))}] |"
-        for s in detection_specs(info)
+        for s in detection_specs(info, options.mask_format)
     ).replace("[1, N, -1, -1]", "[1, N, H, W]")
     plugin = f"/models/{PLUGIN_DIR}/{TRT_SELF_REGISTERING_LIBRARY}"
     docker = (

@@ -197,8 +197,12 @@ def ensemble_outputs(config: Mapping[str, Any]) -> list[str]:
 def detections_from_response(
     response: Mapping[str, np.ndarray], image_size: tuple[int, int], class_names: Sequence[str] = ()
 ) -> Detections:
-    """The ensemble's response for one image as :class:`Detections` (masks 0/1 as float32, [N, H, W])."""
+    """The ensemble's response for one image as :class:`Detections` (masks 0/1 as float32, [N, H, W]; box
+    masks are put back into full ones, exactly)."""
     masks = response.get(contract.OUTPUT_MASKS)
+    regions = response.get(tc.OUTPUT_MASK_BOXES)
+    if masks is not None and regions is not None:
+        masks = tc.unpack_masks(masks[0], regions[0], image_size)[None]
     keypoints = response.get(tc.OUTPUT_KEYPOINTS)
     return Detections(
         boxes=np.asarray(response[contract.OUTPUT_BOXES], np.float32)[0],

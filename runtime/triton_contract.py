@@ -34,6 +34,13 @@ DEFAULT_MODEL_NAME = "maskrcnn"
 INPUT_ENCODED_IMAGE = "image"  # BYTES [1, 1]: one encoded image file (PNG, JPEG, ...) per request
 ORIGINAL_SIZES = "original_sizes"  # INT64 [B, 2]: (h, w) of each decoded image, for post-processing
 OUTPUT_KEYPOINTS = "keypoints"  # FP32 [1, N, NK, 3]: (x, y, score) in image pixels (Keypoint R-CNN)
+#: with box masks (the default): each detection's mask region, INT32 [1, N, 4] (x0, y0, x1, y1), and
+#: ``masks`` UINT8 [1, S] the regions' pixels one after the other (:func:`pack_masks`)
+OUTPUT_MASK_BOXES = "mask_boxes"
+#: "box": masks cut to the region where they are non-zero (bounded by the boxes, not by the image: a 40 MP
+#: photo with 100 detections would send 4 GB of full masks); "full": [1, N, H, W] as the image
+MASK_FORMATS: tuple[str, ...] = ("box", "full")
+DEFAULT_MASK_FORMAT = "box"
 #: the ensemble's outputs, in image pixels, N = detections above the confidence threshold: boxes FP32
 #: [1, N, 4], scores FP32 [1, N], labels INT64 [1, N], masks UINT8 [1, N, H, W] (0/1, probability >
 #: the mask threshold), keypoints as above
@@ -42,6 +49,7 @@ ENSEMBLE_OUTPUTS: tuple[str, ...] = (
     contract.OUTPUT_SCORES,
     contract.OUTPUT_LABELS,
     contract.OUTPUT_MASKS,
+    OUTPUT_MASK_BOXES,
     OUTPUT_KEYPOINTS,
 )
 #: numpy dtype and per-request dims (-1: variable) of each ensemble output
@@ -50,12 +58,14 @@ ENSEMBLE_OUTPUT_SPECS: dict[str, tuple[str, tuple[int, ...]]] = {
     contract.OUTPUT_SCORES: ("float32", (-1,)),
     contract.OUTPUT_LABELS: ("int64", (-1,)),
     contract.OUTPUT_MASKS: ("uint8", (-1, -1, -1)),
+    OUTPUT_MASK_BOXES: ("int32", (-1, 4)),
     OUTPUT_KEYPOINTS: ("float32", (-1, -1, 3)),
 }
 
 # --- model config ``parameters`` keys (besides the ONNX contract's metadata keys) ---------------------
 #: which step a Python-backend model is: one model.py file serves all of them
 PARAM_STEP = "mrd_step"
+PARAM_MASK_FORMAT = "mrd_mask_format"  # one of MASK_FORMATS
 STEP_PREPROCESS, STEP_MODEL, STEP_POSTPROCESS = "preprocess", "model", "postprocess"
 STEPS: tuple[str, ...] = (STEP_PREPROCESS, STEP_MODEL, STEP_POSTPROCESS)
 #: the directory holding the ``runtime`` package at export, tried when ``runtime`` is not installed where
@@ -141,3 +151,41 @@ def parse_model_config(text_or_dict: str | Mapping[str, Any]) -> dict[str, Any]:
         parsed: dict[str, Any] = json.loads(text_or_dict)
         return parsed
     return dict(text_or_dict)
+
+
+def pack_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full 0/1 masks [N, H, W] as (pixels [S] uint8, regions [N, 4] int32 x0, y0, x1, y1): each mask cut to
+    the rectangle around its non-zero pixels (empty: 0, 0, 0, 0), so :func:`unpack_masks` gives them back
+    exactly."""
+    masks = np.asarray(masks)
+    regions = np.zeros((masks.shape[0], 4), np.int32)
+    parts = []
+    for i, mask in enumerate(masks):
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        if rows.size:
+            y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+            regions[i] = (x0, y0, x1, y1)
+            parts.append(np.ascontiguousarray(mask[y0:y1, x0:x1], np.uint8).reshape(-1))
+    pixels = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    return pixels, regions
+
+
+def unpack_masks(pixels: np.ndarray, regions: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """The full masks [N, H, W] uint8 of :func:`pack_masks`' output; ValueError when the regions do not fit
+    the image or the pixels (a response of another model, or corrupted)."""
+    h, w = int(image_size[0]), int(image_size[1])
+    regions = np.asarray(regions, np.int64).reshape(-1, 4)
+    pixels = np.asarray(pixels, np.uint8).reshape(-1)
+    out = np.zeros((len(regions), h, w), np.uint8)
+    at = 0
+    for i, (x0, y0, x1, y1) in enumerate(regions.tolist()):
+        if not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
+            raise ValueError(f"mask region {i} ({x0}, {y0}, {x1}, {y1}) lies outside the {w}x{h} image")
+        size = (y1 - y0) * (x1 - x0)
+        if at + size > pixels.size:
+            raise ValueError(f"mask regions need more than the {pixels.size} mask pixels sent")
+        out[i, y0:y1, x0:x1] = pixels[at : at + size].reshape(y1 - y0, x1 - x0)
+        at += size
+    if at != pixels.size:
+        raise ValueError(f"{pixels.size - at} mask pixels belong to no region")
+    return out

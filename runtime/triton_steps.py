@@ -217,9 +217,13 @@ class PostprocessStep(Step):
         confidence_threshold: float = 0.0,
         mask_threshold: float = tc.DEFAULT_MASK_THRESHOLD,
         max_pixels: int = tc.DEFAULT_MAX_IMAGE_PIXELS,
+        mask_format: str = "full",
     ) -> None:
+        if mask_format not in tc.MASK_FORMATS:
+            raise ValueError(f"mask format {mask_format!r} is not one of {', '.join(tc.MASK_FORMATS)}")
         self.info = info
         self.max_pixels = int(max_pixels)
+        self.mask_format = mask_format
         self.confidence_threshold = float(confidence_threshold)
         self.mask_threshold = float(mask_threshold)
         names = list(self.input_names)
@@ -273,7 +277,11 @@ class PostprocessStep(Step):
             contract.OUTPUT_LABELS: det.labels[None],
         }
         masks = det.binary_masks(self.mask_threshold)
-        if masks is not None:
+        if masks is not None and self.mask_format == "box":
+            pixels, regions = tc.pack_masks(masks)
+            result[contract.OUTPUT_MASKS] = pixels[None]
+            result[tc.OUTPUT_MASK_BOXES] = regions[None]
+        elif masks is not None:
             result[contract.OUTPUT_MASKS] = masks.astype(np.uint8)[None]
         if det.keypoints is not None:
             result[tc.OUTPUT_KEYPOINTS] = det.keypoints[None]
@@ -302,4 +310,5 @@ def make_step(
         float(params.get(tc.PARAM_CONFIDENCE_THRESHOLD, "0")),
         float(params.get(tc.PARAM_MASK_THRESHOLD, tc.DEFAULT_MASK_THRESHOLD)),
         int(params.get(tc.PARAM_MAX_IMAGE_PIXELS, tc.DEFAULT_MAX_IMAGE_PIXELS)),
+        params.get(tc.PARAM_MASK_FORMAT, "full"),  # repositories written before box masks send full ones
     )

@@ -58,7 +58,9 @@ def test_python_repository_is_complete(python_repository: Path) -> None:
     )
     ensemble = _config(python_repository, NAMES.ensemble)
     assert 'platform: "ensemble"' in ensemble and "data_type: TYPE_STRING" in ensemble
-    assert 'name: "masks"\n  data_type: TYPE_UINT8\n  dims: [ -1, -1, -1 ]' in ensemble
+    # box masks (the default): the regions' pixels and the regions
+    assert 'name: "masks"\n  data_type: TYPE_UINT8\n  dims: [ -1 ]' in ensemble
+    assert 'name: "mask_boxes"\n  data_type: TYPE_INT32\n  dims: [ -1, 4 ]' in ensemble
     readme = (python_repository / "README.md").read_text()
     assert "bash scripts/serve.sh" in readme and "Requests" in readme
 

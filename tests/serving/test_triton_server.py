@@ -33,7 +33,13 @@ from runtime.triton_client import (  # noqa: E402
     encoded_image_input,
 )
 
-OUTPUTS = [contract.OUTPUT_BOXES, contract.OUTPUT_SCORES, contract.OUTPUT_LABELS, contract.OUTPUT_MASKS]
+OUTPUTS = [
+    contract.OUTPUT_BOXES,
+    contract.OUTPUT_SCORES,
+    contract.OUTPUT_LABELS,
+    contract.OUTPUT_MASKS,
+    tc.OUTPUT_MASK_BOXES,
+]  # box masks (the default), put back into full ones by detections_from_response
 
 
 def _local(random_shapes_onnx: Path, path: Path):

@@ -269,3 +269,35 @@ def test_the_bundled_server_listens_on_loopback_unless_told(python_repository: P
     assert f"--http-address={LOOPBACK}" in cmd and f"--grpc-address={LOOPBACK}" in cmd
     everywhere = server_command(Fake(), python_repository, backend_directory="/tmp", address="0.0.0.0")  # type: ignore[arg-type]
     assert "--http-address=0.0.0.0" in everywhere
+
+
+def test_box_masks_give_the_full_masks_back_exactly(model_step: ModelStep) -> None:
+    """Full-image masks grow with the image (a 40 MP photo with 100 detections: 4 GB); box masks with the
+    objects, and the client puts them back bit for bit."""
+    from runtime.triton_client import detections_from_response
+
+    batch = preprocess([make_image(0)], model_step.info.preprocess)
+    outputs = model_step.infer(batch.images, batch.image_sizes)
+    request = {
+        **outputs,
+        contract.INPUT_IMAGE_SIZES: batch.image_sizes,
+        tc.ORIGINAL_SIZES: batch.original_sizes,
+    }
+    full = PostprocessStep(model_step.info, mask_format="full").run_one(request)
+    box = PostprocessStep(model_step.info, mask_format="box").run_one(request)
+    size = tuple(int(v) for v in batch.original_sizes[0])
+    assert box[contract.OUTPUT_MASKS].nbytes < full[contract.OUTPUT_MASKS].nbytes / 4
+    assert box[tc.OUTPUT_MASK_BOXES].shape == (1, full[contract.OUTPUT_MASKS].shape[1], 4)
+    restored = detections_from_response(box, size)
+    np.testing.assert_array_equal(restored.masks, full[contract.OUTPUT_MASKS][0].astype(np.float32))
+    assert (full[contract.OUTPUT_MASKS][0].sum(axis=(1, 2)) > 0).any()
+    masks = np.zeros((3, 7, 9), np.uint8)
+    masks[0, 2:4, 3:8] = 1
+    masks[2, 6, 0] = 1  # one pixel in a corner; mask 1 empty
+    pixels, regions = tc.pack_masks(masks)
+    assert regions.tolist() == [[3, 2, 8, 4], [0, 0, 0, 0], [0, 6, 1, 7]] and pixels.size == 11
+    np.testing.assert_array_equal(tc.unpack_masks(pixels, regions, (7, 9)), masks)
+    with pytest.raises(ValueError, match="outside the 9x7 image"):
+        tc.unpack_masks(pixels, regions + 10, (7, 9))
+    with pytest.raises(ValueError, match="belong to no region"):
+        tc.unpack_masks(np.concatenate([pixels, [1]]), regions, (7, 9))
