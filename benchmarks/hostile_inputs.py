@@ -89,8 +89,12 @@ def run(cmd: list[str]) -> dict:
     }
 
 
+def to_onnx(weights: Path, output: Path, *extra: str) -> list[str]:
+    """The export command a user gives a checkpoint (where the checkpoint reader runs)."""
+    return [PY, "-m", "exporter", "--to", "onnx", "--weights", str(weights), "--output", str(output), *extra]
+
+
 def pickles(tmp: Path, n: int) -> Iterator[list[str]]:
-    sys.path.insert(0, str(REPO / "tests" / "foreign"))
     from tests.foreign.test_foreign_weights import _hostile_pickles
 
     crafted = [data for data, _ in _hostile_pickles().values()]
@@ -99,8 +103,7 @@ def pickles(tmp: Path, n: int) -> Iterator[list[str]]:
     for i, data in enumerate([*crafted, *mutations(small, max(0, n - len(crafted)), 1)]):
         path = tmp / f"p{i}.pkl"
         path.write_bytes(data)
-        yield [PY, "-m", "exporter", "--to", "onnx", "--weights", str(path), "--config-file",
-               str(D2 / "config.yaml"), "--output", str(tmp / f"p{i}.onnx")]  # fmt: skip
+        yield to_onnx(path, tmp / f"p{i}.onnx", "--config-file", str(D2 / "config.yaml"))
 
 
 class _Exploit:
@@ -116,17 +119,7 @@ def torch_zips(tmp: Path, n: int) -> Iterator[list[str]]:
     for i, data in enumerate(mutations(valid.read_bytes(), n, 2)):
         path = tmp / f"z{i}.pth"
         path.write_bytes(data)
-        yield [
-            PY,
-            "-m",
-            "exporter",
-            "--to",
-            "onnx",
-            "--weights",
-            str(path),
-            "--output",
-            str(tmp / f"z{i}.onnx"),
-        ]
+        yield to_onnx(path, tmp / f"z{i}.onnx")
 
 
 def yamls(tmp: Path, n: int, weights: Path) -> Iterator[list[str]]:
@@ -198,21 +191,10 @@ def targets(tmp: Path, model: Path) -> Iterator[list[str]]:
     photos.mkdir()
     cv2.imwrite(str(photos / "a.jpg"), np.zeros((40, 60, 3), np.uint8))
     yield [PY, "-m", "exporter", "--to", "triton", "--onnx", str(model), "--output", str(project), "--quiet"]
-    yield [PY, "-m", "runtime.webcam", "--model", str(model), "--input", str(photos), "--no-display",
-           "--output", str(photos)]  # fmt: skip
-    yield [PY, "-m", "runtime.webcam", "--model", str(model), "--input", str(photos), "--no-display",
-           "--output", str(project)]  # fmt: skip
-    yield [
-        PY,
-        "-m",
-        "exporter",
-        "--to",
-        "onnx",
-        "--weights",
-        str(tmp / "missing.pth"),
-        "--output",
-        str(project),
-    ]
+    for output in (photos, project):  # the input itself; a folder of the user's
+        yield [PY, "-m", "runtime.webcam", "--model", str(model), "--input", str(photos), "--no-display",
+               "--output", str(output)]  # fmt: skip
+    yield to_onnx(tmp / "missing.pth", project)
 
 
 def main() -> int:

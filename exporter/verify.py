@@ -110,15 +110,22 @@ def onnxruntime_load_warnings(model_path: str | Path) -> list[str]:
 
 
 def run_both(
-    model_path: str | Path, model: nn.Module, images: Sequence[np.ndarray], progress: bool = True
+    model_path: str | Path,
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    progress: bool = True,
+    candidate: Predictor | None = None,
 ) -> tuple[list[RawDetections], list[RawDetections], list[tuple[int, int]]]:
     """Reference (PyTorch) and candidate detections of every image, batched by 2.
 
     The candidate runs under the backend of its file type (ONNX Runtime for .onnx, OpenVINO for an IR's
-    .xml). Both see the batch pre-processed once, as the exported model's metadata says (a static model's
-    canvas included), so any difference is the export's.
+    .xml), opened here unless the caller passes it open (and then closes it). Both see the batch
+    pre-processed once, as the exported model's metadata says (a static model's canvas included), so any
+    difference is the export's.
     """
-    candidate = Predictor(load_backend(model_path, threads=2), confidence_threshold=0.0)
+    opened = candidate is None
+    if candidate is None:
+        candidate = Predictor(load_backend(model_path, threads=2), confidence_threshold=0.0)
     reference = Predictor(TorchBackend.from_model(model, candidate.info), confidence_threshold=0.0)
     ref_raws: list[RawDetections] = []
     cand_raws: list[RawDetections] = []
@@ -129,7 +136,8 @@ def run_both(
         ref_raws.extend(reference.infer_raw(batch))
         cand_raws.extend(candidate.infer_raw(batch))
         sizes.extend(tuple(int(v) for v in s) for s in batch.image_sizes)
-    candidate.close()
+    if opened:
+        candidate.close()
     return ref_raws, cand_raws, sizes
 
 
@@ -171,11 +179,11 @@ def verify_export(
     info = read_model_info(model_path)
     images = load_images(source, info.preprocess)
     warnings = onnxruntime_load_warnings(model_path) if Path(model_path).suffix.lower() == ".onnx" else []
-    reference, candidate, sizes = run_both(model_path, model, images, progress)
+    with Predictor(load_backend(model_path, threads=2), confidence_threshold=0.0) as predictor:
+        reference, candidate, sizes = run_both(model_path, model, images, progress, predictor)
+        batched_report = batch_report(predictor, batch_check_images(images))
     report = compare_detections(reference, candidate, detections_per_image=info.detections_per_image)
     failures = report.check(tolerances)
-    with Predictor(load_backend(model_path, threads=2), confidence_threshold=0.0) as predictor:
-        batched_report = batch_report(predictor, batch_check_images(images))
     failures += [f"batched: {f}" for f in batched_report.check(tolerances)]
     if warnings:
         failures.append(f"ONNX Runtime warned while loading the model: {warnings[0]}")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.preprocess import PreprocessedBatch, padded_size
+from runtime.preprocess import PreprocessedBatch, PreprocessParams, padded_size
 
 
 def own_canvas(
@@ -44,6 +44,13 @@ def own_canvas(
     if static_size is not None:
         return int(static_size[0]), int(static_size[1])
     return padded_size([(int(size[0]), int(size[1]))], size_divisibility)
+
+
+def largest_canvas(params: PreprocessParams, static_size: Sequence[int] | None = None) -> tuple[int, int]:
+    """The largest own canvas ``params`` produce: no resized side beyond the larger of max_size and min_size,
+    rounded up to the divisibility (or the fixed input size). A larger network input came from elsewhere."""
+    side = max(int(params.max_size), int(params.min_size))
+    return own_canvas((side, side), params.size_divisibility, static_size)
 
 
 @dataclass(frozen=True)

@@ -76,12 +76,13 @@ def decode_image(data: bytes | np.ndarray, name: str = "image", max_pixels: int 
     if buf.size == 0:
         raise ImageReadError(f"{name}: empty file")
     limit = max_pixels_limit() if max_pixels is None else int(max_pixels)
-    kind = image_format(buf)
+    view = memoryview(buf)
+    kind = image_format(view)
     if kind is None:
         raise ImageReadError(
             f"{name}: corrupt or not a supported image format (supported: {', '.join(FORMATS)})"
         )
-    size = encoded_image_size(buf)
+    size = _header_size(kind, view)
     if size is None or size[0] < 1 or size[1] < 1:
         raise ImageReadError(f"{name}: corrupt {kind} file (its header does not give a valid image size)")
     _check_pixels(size, name, limit)
@@ -103,13 +104,16 @@ def _opencv_message(text: str) -> str:
     return lines[-1] if lines else text  # OpenCV's message is its last line, after the file and function
 
 
-def image_format(data: bytes | np.ndarray) -> str | None:
+def _bytes_view(data: bytes | bytearray | memoryview | np.ndarray) -> memoryview:
+    """The bytes of ``data`` without a copy (the header readers only slice and index them)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return memoryview(data)
+    return memoryview(np.ascontiguousarray(data, np.uint8).reshape(-1))
+
+
+def image_format(data: bytes | memoryview | np.ndarray) -> str | None:
     """The name of the format in :data:`FORMATS` that ``data`` starts like, or None."""
-    b = (
-        bytes(np.asarray(data, np.uint8).reshape(-1)[:16])
-        if not isinstance(data, (bytes, bytearray))
-        else bytes(data[:16])
-    )
+    b = bytes(_bytes_view(data)[:16])
     if b.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if b.startswith(b"\xff\xd8\xff"):
@@ -129,14 +133,14 @@ def image_format(data: bytes | np.ndarray) -> str | None:
     return None
 
 
-def encoded_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+def encoded_image_size(data: bytes | memoryview | np.ndarray) -> tuple[int, int] | None:
     """(height, width) from the header of an image of :data:`FORMATS` without decoding it; None otherwise."""
-    b = (
-        bytes(data)
-        if isinstance(data, (bytes, bytearray))
-        else np.asarray(data, np.uint8).reshape(-1).tobytes()
-    )
-    kind = image_format(b)
+    view = _bytes_view(data)
+    return _header_size(image_format(view), view)
+
+
+def _header_size(kind: str | None, b: memoryview) -> tuple[int, int] | None:
+    """The size the header of a ``kind`` file says (the format already sniffed), None when it says none."""
     reader = _SIZE_READERS.get(kind or "")
     if reader is None:
         return None
@@ -146,13 +150,13 @@ def encoded_image_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
         return None
 
 
-def _png_size(b: bytes) -> tuple[int, int] | None:
+def _png_size(b: memoryview) -> tuple[int, int] | None:
     if len(b) < 24 or b[12:16] != b"IHDR":
         return None
     return int.from_bytes(b[20:24], "big"), int.from_bytes(b[16:20], "big")
 
 
-def _jpeg_size(b: bytes) -> tuple[int, int] | None:
+def _jpeg_size(b: memoryview) -> tuple[int, int] | None:
     """The first start-of-frame's size, walking the marker segments (fill bytes 0xFF allowed before a marker)."""
     i = 2
     while i + 1 < len(b):
@@ -178,7 +182,7 @@ def _jpeg_size(b: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _bmp_size(b: bytes) -> tuple[int, int] | None:
+def _bmp_size(b: memoryview) -> tuple[int, int] | None:
     if len(b) < 26:
         return None
     if int.from_bytes(b[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
@@ -188,7 +192,7 @@ def _bmp_size(b: bytes) -> tuple[int, int] | None:
     return abs(h), abs(w)
 
 
-def _tiff_size(b: bytes) -> tuple[int, int] | None:
+def _tiff_size(b: memoryview) -> tuple[int, int] | None:
     """ImageLength and ImageWidth of the first IFD (the page OpenCV decodes)."""
     order = "little" if b[:2] == b"II" else "big"
     offset = int.from_bytes(b[4:8], order)
@@ -207,7 +211,7 @@ def _tiff_size(b: bytes) -> tuple[int, int] | None:
     return values[257], values[256]
 
 
-def _webp_size(b: bytes) -> tuple[int, int] | None:
+def _webp_size(b: memoryview) -> tuple[int, int] | None:
     chunk = b[12:16]
     if chunk == b"VP8X" and len(b) >= 30:
         return 1 + int.from_bytes(b[27:30], "little"), 1 + int.from_bytes(b[24:27], "little")
@@ -219,9 +223,9 @@ def _webp_size(b: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _pnm_size(b: bytes) -> tuple[int, int] | None:
+def _pnm_size(b: memoryview) -> tuple[int, int] | None:
     """Width and height of a Netpbm header (P1-P6: after the magic, comments allowed; P7: WIDTH/HEIGHT lines)."""
-    head = b[:4096]
+    head = bytes(b[:4096])
     if head[1:2] == b"7":
         fields: dict[bytes, int] = {}
         for line in head.split(b"\n")[1:]:
@@ -247,18 +251,18 @@ def _pnm_size(b: bytes) -> tuple[int, int] | None:
     return int(tokens[1]), int(tokens[0])
 
 
-def _jp2_size(b: bytes) -> tuple[int, int] | None:
-    if b.startswith(b"\xff\x4f\xff\x51"):  # a raw codestream: the SIZ segment follows the SOC marker
+def _jp2_size(b: memoryview) -> tuple[int, int] | None:
+    if bytes(b[:4]) == b"\xff\x4f\xff\x51":  # a raw codestream: the SIZ segment follows the SOC marker
         xsiz, ysiz = int.from_bytes(b[8:12], "big"), int.from_bytes(b[12:16], "big")
         xo, yo = int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
         return ysiz - yo, xsiz - xo
-    at = b.find(b"ihdr")  # the image header box inside the jp2h super box
+    at = bytes(b).find(b"ihdr")  # the image header box inside the jp2h super box
     if at < 0 or at + 12 > len(b):
         return None
     return int.from_bytes(b[at + 4 : at + 8], "big"), int.from_bytes(b[at + 8 : at + 12], "big")
 
 
-def _gif_size(b: bytes) -> tuple[int, int] | None:
+def _gif_size(b: memoryview) -> tuple[int, int] | None:
     if len(b) < 10:
         return None
     return int.from_bytes(b[8:10], "little"), int.from_bytes(b[6:8], "little")

@@ -27,11 +27,12 @@ import numpy as np
 
 from runtime import onnx_contract as contract
 from runtime import triton_contract as tc
-from runtime.canvas import canvas_groups, on_canvas
+from runtime.backends.base import first_line
+from runtime.canvas import canvas_groups, largest_canvas, on_canvas
 from runtime.image_io import ImageReadError, decode_image
 from runtime.onnx_contract import ModelInfo
 from runtime.postprocess import postprocess
-from runtime.preprocess import padded_size, preprocess, resized_size
+from runtime.preprocess import preprocess, resized_size
 
 Tensors = dict[str, np.ndarray]
 
@@ -46,16 +47,7 @@ class StepFailure(RuntimeError):
 
 
 def _failure(e: Exception) -> StepFailure:
-    return StepFailure(f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}")
-
-
-def max_canvas(info: ModelInfo) -> tuple[int, int]:
-    """The largest canvas this model's pre-processing produces: no side beyond max_size, rounded up to the
-    divisibility (or the fixed input size); larger network inputs are refused, not computed."""
-    if info.static_input_size is not None:
-        return int(info.static_input_size[0]), int(info.static_input_size[1])
-    side = max(int(info.preprocess.max_size), int(info.preprocess.min_size))
-    return padded_size([(side, side)], info.preprocess.size_divisibility)
+    return StepFailure(f"{type(e).__name__}: {first_line(str(e))}")
 
 
 class Step:
@@ -137,7 +129,7 @@ class ModelStep(Step):
                 f"got {list(sizes.shape)}"
             )
         h, w = images.shape[2:]
-        limit = max_canvas(self.info)
+        limit = largest_canvas(self.info.preprocess, self.info.static_input_size)  # larger: refused, not run
         if h > limit[0] or w > limit[1]:  # (the batch is bounded by Triton: max_batch_size)
             raise StepInputError(
                 f"{contract.INPUT_IMAGES}: a {h}x{w} canvas is beyond this model's largest, {limit[0]}x{limit[1]} "
@@ -167,8 +159,8 @@ class ModelStep(Step):
         for r, request in enumerate(requests):
             try:
                 images, sizes = self.check(request)
-            except StepInputError as e:
-                out.append(e)
+            except Exception as e:  # noqa: BLE001 (a bad request, or any other failure: its own)
+                out.append(e if isinstance(e, StepInputError) else _failure(e))
                 counts.append(0)
                 continue
             out.append({})
@@ -184,12 +176,15 @@ class ModelStep(Step):
                 results = self.infer(np.stack([m[2] for m in members]), np.stack([m[3] for m in members]))
                 for k, (r, i, _, _) in enumerate(members):
                     per_image[r, i] = {name: value[k : k + 1] for name, value in results.items()}
-            except Exception:  # noqa: BLE001 (then image by image: only the one that fails fails)
+            except Exception as e:  # noqa: BLE001 (then image by image: only the one that fails fails)
+                if len(members) == 1:
+                    per_image[members[0][0], members[0][1]] = _failure(e)
+                    continue
                 for r, i, image, size in members:
                     try:
                         per_image[r, i] = self.infer(image[None], size[None])
-                    except Exception as e:  # noqa: BLE001
-                        per_image[r, i] = _failure(e)
+                    except Exception as err:  # noqa: BLE001
+                        per_image[r, i] = _failure(err)
         for r, n in enumerate(counts):
             if n:
                 rows = [per_image[r, i] for i in range(n)]

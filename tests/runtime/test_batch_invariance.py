@@ -21,7 +21,6 @@ from exporter.verify import EXPORT_TOLERANCES, batch_check_images, batch_report
 from runtime.canvas import canvas_groups, on_canvas, own_canvas, split_by_canvas
 from runtime.predictor import Predictor
 from runtime.preprocess import PreprocessedBatch
-from tests.common import SHAPES_CONFIG
 from tests.exporter_helpers import KEYPOINT_OPTS
 from tests.foreign_reference import MODELS, config_of, model_dir, read_images
 
@@ -52,18 +51,9 @@ EXPORTED = {
 def _checkpoint(name: str, tmp: Path) -> tuple[Path, Path | None, list[str]]:
     """(weights, config file or None, opts) of a model of the matrix."""
     if name in OURS:
-        import torch
+        from tests.runtime_fixtures import save_random_shapes_checkpoint
 
-        from tests.common import shapes_class_names
-        from trainer.checkpoint import save_checkpoint
-        from trainer.config import config_to_yaml, load_config
-        from trainer.model import build_model
-
-        cfg = load_config(SHAPES_CONFIG, [*OURS[name], *SMALL])
-        torch.manual_seed(0)
-        model = build_model(cfg, train=False)
-        path = save_checkpoint(tmp, name, model, None, None, 0, config_to_yaml(cfg), shapes_class_names())
-        return path, None, []
+        return save_random_shapes_checkpoint(tmp, name=name, opts=[*OURS[name], *SMALL]), None, []
     if name.startswith("finetuned/"):  # our checkpoint layout: the fine-tuned config is inside
         return model_dir(name) / "model_final.pth", None, SMALL
     return model_dir(name) / "model_final.pth", config_of(name), SMALL

@@ -90,7 +90,6 @@ def test_folder_iteration_skips_bad_files(tmp_path: Path, caplog: pytest.LogCapt
 import re  # noqa: E402
 import resource  # noqa: E402
 import struct  # noqa: E402
-import zlib  # noqa: E402
 
 from runtime.image_io import (  # noqa: E402
     DEFAULT_MAX_PIXELS,
@@ -99,19 +98,7 @@ from runtime.image_io import (  # noqa: E402
     encoded_image_size,
     image_format,
 )
-
-
-def _png_header_only(w: int, h: int) -> bytes:
-    """A valid 1-bit PNG of w x h, a few KB compressed; decoding it as BGR would take w*h*3 bytes."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    comp = zlib.compressobj(9)
-    row = b"\x00" * (1 + (w + 7) // 8)
-    body = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
-    ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+from tests.runtime_fixtures import png_header_only  # noqa: E402
 
 
 def _jpeg_with_fill_byte(w: int, h: int) -> bytes:
@@ -137,7 +124,7 @@ HOSTILE = {
         b"P6\n40000 40000\n255\n",
         "40000x40000 image (1600 megapixels) is larger than the limit",
     ),
-    "png 20000x20000": (_png_header_only(20000, 20000), "20000x20000 image (400 megapixels)"),
+    "png 20000x20000": (png_header_only(20000, 20000), "20000x20000 image (400 megapixels)"),
     "jpeg fill byte 12000x12000": (_jpeg_with_fill_byte(12000, 12000), "12000x12000 image (144 megapixels)"),
     "tiff 8000x8000": (_tiff_header(8000, 8000), "8000x8000 image (64 megapixels)"),
     "bmp 30000x30000": (
@@ -154,7 +141,7 @@ HOSTILE = {
         "9000x9000",
     ),
     "zero-size png": (
-        _png_header_only(1, 1)[:16] + struct.pack(">II", 0, 5) + b"\0" * 40,
+        png_header_only(1, 1)[:16] + struct.pack(">II", 0, 5) + b"\0" * 40,
         "corrupt PNG file",
     ),
     "exr": (b"\x76\x2f\x31\x01" + b"\0" * 40, "not a supported image format"),

@@ -174,20 +174,7 @@ def test_concurrent_requests_get_their_one_image_answers(
 def test_bad_requests_get_errors_and_the_server_keeps_answering(
     triton_server, serving_python: Path, serving_images: Path, random_shapes_onnx: Path
 ) -> None:
-    import struct
-    import zlib
-
-    def png_header_only(w: int, h: int) -> bytes:
-        """A valid 1-bit PNG of w x h (small when compressed); decoding it as BGR would take w*h*3 bytes."""
-
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-        comp = zlib.compressobj(9)
-        row = b"\x00" * (1 + (w + 7) // 8)
-        body = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
-        ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
-        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    from tests.runtime_fixtures import png_header_only
 
     client = TritonClient(triton_server.http_url)
     good = sorted(serving_images.glob("*.png"))[0]

@@ -195,10 +195,10 @@ def test_serving_modules_import_without_torch_or_tritonclient(tmp_path: Path) ->
 def test_steps_refuse_inputs_beyond_the_exports_limits(model_step: ModelStep) -> None:
     """A [1,3,3000,3000] canvas ran for seconds on the network step, and a few KB of sizes asking for
     16000x16000 masks took the postprocess step from 0.28 to 2.16 GB; both are now refused by name."""
-    from runtime.triton_steps import max_canvas
+    from runtime.canvas import largest_canvas
 
-    limit = max_canvas(model_step.info)
     params = model_step.info.preprocess
+    limit = largest_canvas(params, model_step.info.static_input_size)
     assert limit == (192, 192)  # the test model resizes to at most 192 a side (a multiple of 32)
     huge = {contract.INPUT_IMAGES: np.zeros((1, 3, 3008, 3008), np.float32),
             contract.INPUT_IMAGE_SIZES: np.array([[3000, 3000]], np.int64)}  # fmt: skip
