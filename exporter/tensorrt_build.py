@@ -12,7 +12,6 @@ line (``exporter.trtexec``), to run where both exist.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ from exporter.trtexec import format_command, trtexec_command
 from runtime import onnx_contract as contract
 from runtime.atomic_files import write_bytes_atomic
 from runtime.engine_sidecar import write_engine_with_sidecar
+from runtime.file_hash import file_sha256
 from runtime.plugins.spec import DOMAIN
 from runtime.tensorrt_probe import MIN_TENSORRT_MAJOR, probe_tensorrt
 
@@ -130,14 +130,6 @@ def default_profile(info: contract.ModelInfo, max_batch: int = 1, opt_batch: int
     )
 
 
-def onnx_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def needs_plugins(onnx_path: Path) -> bool:
     """True for the ``trt`` flavor: its graph has our plugin nodes."""
     import onnx
@@ -221,7 +213,7 @@ def build_engine(
                 contract.SIDECAR_TENSORRT_VERSION: trt_version,
                 contract.SIDECAR_GPU: gpu_facts[0],
                 contract.SIDECAR_COMPUTE_CAPABILITY: gpu_facts[1],
-                contract.SIDECAR_ONNX_SHA256: onnx_sha256(src),
+                contract.SIDECAR_ONNX_SHA256: file_sha256(src),
                 contract.SIDECAR_PROFILE: profile.to_dict(),
                 contract.SIDECAR_PLUGIN_LIBRARY: str(plugins) if plugins else None,
             },

@@ -1,6 +1,6 @@
 """A Triton Inference Server model repository around one exported model: ``python -m exporter --to triton``.
 
-Four models (names in ``runtime.triton_contract``): an ensemble taking one encoded image per request and
+Four models (names in ``runtime.triton.contract``): an ensemble taking one encoded image per request and
 returning detections in image pixels, whose steps are a Python-backend pre-processing (``runtime``'s
 decode + ``preprocess``), the network, and a Python-backend post-processing (``runtime``'s
 ``postprocess``: undo the resize, paste masks). The network step is one of
@@ -13,7 +13,7 @@ decode + ``preprocess``), the network, and a Python-backend post-processing (``r
 
 Every config.pbtxt is typed from the ONNX graph itself (names from the ONNX contract, data types and
 dynamic dims from the graph's declared inputs and outputs) and validated against Triton's own
-``model_config`` schema (:mod:`runtime.triton_config`) before the export returns. No torch here: the
+``model_config`` schema (:mod:`runtime.triton.config`) before the export returns. No torch here: the
 ONNX model is made by :mod:`exporter.pipeline` first.
 """
 
@@ -32,9 +32,9 @@ import numpy as np
 import runtime
 from exporter.errors import ExportError
 from runtime import onnx_contract as contract
-from runtime import triton_contract as tc
 from runtime.onnx_contract import ModelInfo
 from runtime.plugins.library import TRT_SELF_REGISTERING_LIBRARY
+from runtime.triton import contract as tc
 
 BACKENDS: tuple[str, ...] = ("python", "onnxruntime", "tensorrt")
 #: where each backend's network file lies in its model directory (Triton's default file names)
@@ -42,7 +42,7 @@ MODEL_FILES = {"python": "1/model.onnx", "onnxruntime": "1/model.onnx", "tensorr
 #: the ONNX a TensorRT engine is built from, kept beside its version directory (Triton ignores it there)
 TENSORRT_ONNX = "model.onnx"
 PLUGIN_DIR = "plugins"
-PYTHON_MODEL_SOURCE = Path(__file__).resolve().parents[1] / "runtime" / "triton_python_model.py"
+PYTHON_MODEL_SOURCE = Path(__file__).resolve().parents[1] / "runtime" / "triton" / "python_model.py"
 RUNTIME_ROOT = Path(runtime.__file__).resolve().parents[1]
 
 
@@ -399,20 +399,20 @@ def ensemble_config(options: TritonOptions, info: ModelInfo, outputs: Sequence[T
 
 def validate_exported(root: Path, models: Sequence[str]) -> str:
     """Validate the configs here if tritonclient is installed, else with the serving environment's Python."""
-    from runtime.triton_config import INSTALL_HINT, ConfigError, SchemaUnavailable, validate_repository
+    from runtime.triton.config import INSTALL_HINT, ConfigError, SchemaUnavailable, validate_repository
 
     try:
         return validate_repository(root, models).summary()
     except ConfigError as e:
         raise ExportError(str(e)) from None
     except SchemaUnavailable as first:
-        from runtime.triton_server import default_serving_python
+        from runtime.triton.server import default_serving_python
 
         python = default_serving_python()
         if python is None:
             hint = "" if INSTALL_HINT in str(first) else f": {INSTALL_HINT}"
             raise ExportError(f"{root} is written but not validated: {first}{hint}") from None
-        proc = subprocess.run([str(python), "-m", "runtime.triton_config", str(root), "--models", *models],
+        proc = subprocess.run([str(python), "-m", "runtime.triton.config", str(root), "--models", *models],
                               capture_output=True, text=True, cwd=RUNTIME_ROOT, timeout=300)  # fmt: skip
         if proc.returncode == 0:
             return proc.stdout.strip() + f" (checked by {python})"
@@ -538,7 +538,7 @@ def readme(root: Path, options: TritonOptions, info: ModelInfo, notes: Sequence[
         f"probability > {options.mask_threshold:g}). A corrupt, empty or oversized image gets an error response "
         "naming the problem; the server carries on.",
         "",
-        "Clients: `python -m runtime.serve_bench --url grpc://HOST:8001 --images DIR` (throughput, latency and a "
+        "Clients: `python -m runtime.triton.serve_bench --url grpc://HOST:8001 --images DIR` (throughput, latency and a "
         f'check against the local runtime); `Predictor("http://HOST:8000/{n.ensemble}")` runs the network on '
         "the server and pre/post-processing locally (so `runtime.webcam` and `runtime.evaluate` take the URL "
         "as `--model`).",

@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from runtime.box_ops import xyxy_to_xywh
-from runtime.compare import format_text_table
 from runtime.datasets import check_coco_annotations, load_coco_annotations
 from runtime.structures import Detections
+from runtime.text_table import format_text_table
 
 log = logging.getLogger(__name__)
 

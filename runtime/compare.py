@@ -17,6 +17,7 @@ import numpy as np
 from runtime.box_ops import box_iou
 from runtime.postprocess import keypoint_box_sizes
 from runtime.structures import RawDetections
+from runtime.text_table import format_text_table
 
 #: the outputs compared per matched pair: (key, plural for messages, unit). ``Tolerances.<key>`` bounds it,
 #: ``ImageComparison.max_<key>_diff`` is its worst difference and ``pair_diffs[key]`` its per-pair ones
@@ -529,19 +530,6 @@ def agreement_ap(
     envelope = np.maximum.accumulate(precision[::-1])[::-1]  # the best precision at this recall or beyond
     steps = np.diff(np.concatenate([[0.0], recall]))
     return float((steps * envelope).sum())
-
-
-def format_text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Plain aligned text table (first column left-aligned, the rest right-aligned)."""
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def _pair_diffs(

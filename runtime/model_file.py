@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime import onnx_contract as contract
 from runtime.backends.base import Backend, BackendError
-from runtime.triton_client import is_triton_url
+from runtime.triton.client import is_triton_url
 
 #: extension -> backend name
 EXTENSIONS: dict[str, str] = {

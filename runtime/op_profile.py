@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.compare import format_text_table
+from runtime.text_table import format_text_table
 
 
 @dataclass

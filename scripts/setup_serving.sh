@@ -32,7 +32,7 @@ import sys
 
 import numpy, onnxruntime, pytriton, tritonclient.grpc, tritonclient.http  # noqa: F401
 
-from runtime.triton_server import locate
+from runtime.triton.server import locate
 
 triton = locate(sys.executable)
 print(f"serving environment ready: {sys.prefix} (Python {triton.python_version}, numpy {numpy.__version__}, "

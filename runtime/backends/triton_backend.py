@@ -14,12 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 from runtime import onnx_contract as contract
-from runtime import triton_contract as tc
 from runtime.backends.base import Backend, BackendError, BackendUnavailable, check_batch
 from runtime.onnx_contract import ModelInfo
 from runtime.preprocess import PreprocessedBatch
 from runtime.structures import RawDetections
-from runtime.triton_client import TritonClient, TritonClientError, TritonClientUnavailable, parse_url
+from runtime.triton import contract as tc
+from runtime.triton.client import TritonClient, TritonClientError, TritonClientUnavailable, parse_url
 
 #: seconds a request may take, queue included, before the client gives up (``timeout=None``: no deadline)
 DEFAULT_TIMEOUT_S = 60.0

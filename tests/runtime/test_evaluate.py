@@ -11,7 +11,8 @@ import pytest
 
 from runtime.backends.base import Backend
 from runtime.datasets import DatasetError, resolve_dataset
-from runtime.evaluate import _output_paths, evaluate_against_reference, main
+from runtime.evaluate import evaluate_against_reference, main
+from runtime.evaluate.cli import _output_paths
 from runtime.onnx_contract import ModelInfo
 from runtime.predictor import Predictor
 from runtime.preprocess import PreprocessedBatch

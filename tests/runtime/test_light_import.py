@@ -61,13 +61,13 @@ CHECK = textwrap.dedent(
     import runtime.predictor
     import runtime.preprocess
     import runtime.structures
-    import runtime.serve_bench
+    import runtime.triton.serve_bench
     import runtime.tensorrt_probe
-    import runtime.triton_client
-    import runtime.triton_config
-    import runtime.triton_contract
-    import runtime.triton_server
-    import runtime.triton_steps
+    import runtime.triton.client
+    import runtime.triton.config
+    import runtime.triton.contract
+    import runtime.triton.server
+    import runtime.triton.steps
     import runtime.webcam
     import runtime.backends.triton_backend
     from runtime.backends.base import BackendUnavailable

@@ -28,7 +28,7 @@ IMAGE_SIZES = ((120, 160), (120, 160), (150, 112))
 
 def _serving_python_ready(python: Path) -> str | None:
     """None when ``python`` has what the serving side needs, else why not."""
-    check = "import pytriton, tritonclient.grpc, tritonclient.http, onnxruntime, cv2, runtime.triton_steps"
+    check = "import pytriton, tritonclient.grpc, tritonclient.http, onnxruntime, cv2, runtime.triton.steps"
     try:
         proc = subprocess.run(
             [str(python), "-c", check], capture_output=True, text=True, timeout=120, cwd=REPO
@@ -41,7 +41,7 @@ def _serving_python_ready(python: Path) -> str | None:
 @pytest.fixture(scope="session")
 def serving_python() -> Path:
     """The serving environment's Python (made by scripts/setup_serving.sh when missing)."""
-    from runtime.triton_server import ENV_SERVING_PYTHON, SERVING_VENV
+    from runtime.triton.server import ENV_SERVING_PYTHON, SERVING_VENV
 
     python = Path(os.environ.get(ENV_SERVING_PYTHON) or SERVING_VENV / "bin" / "python")
     # one setup at a time: pytest-xdist workers each run this fixture
@@ -92,7 +92,7 @@ def python_repository(random_shapes_onnx: Path, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def triton_server(serving_python: Path, python_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     """``bash scripts/serve.sh`` on the CPU variant, on free loopback ports; stopped with SIGTERM after."""
-    from runtime.triton_server import ENV_SERVING_PYTHON, ServerUnavailable, TritonProcess, free_port
+    from runtime.triton.server import ENV_SERVING_PYTHON, ServerUnavailable, TritonProcess, free_port
 
     ports = {name: free_port() for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRITON_ADDRESS": "127.0.0.1",

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.cli import main
 from runtime import onnx_contract as contract
-from runtime import triton_contract as tc
+from runtime.triton import contract as tc
 from tests.common import REPO
 
 NAMES = tc.StepNames.of()
@@ -31,7 +31,7 @@ def _config(repo: Path, model: str) -> str:
 
 
 def _validate_in(python: Path, repo: Path) -> str:
-    proc = subprocess.run([str(python), "-m", "runtime.triton_config", str(repo)], capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-m", "runtime.triton.config", str(repo)], capture_output=True, text=True,
                           timeout=120, cwd=REPO)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
@@ -44,7 +44,7 @@ def test_python_repository_is_complete(python_repository: Path) -> None:
         "maskrcnn_model/config.pbtxt", "maskrcnn_postprocess/1/model.py", "maskrcnn_postprocess/config.pbtxt",
         "maskrcnn_preprocess/1/model.py", "maskrcnn_preprocess/config.pbtxt",
     ]  # fmt: skip
-    source = (REPO / "runtime" / "triton_python_model.py").read_bytes()
+    source = (REPO / "runtime" / "triton" / "python_model.py").read_bytes()
     assert all((python_repository / m / "1" / "model.py").read_bytes() == source
                for m in (NAMES.preprocess, NAMES.model, NAMES.postprocess))  # fmt: skip
     model = _config(python_repository, NAMES.model)
@@ -96,7 +96,7 @@ def test_onnxruntime_and_tensorrt_repositories_validate(
         assert "model.plan is not built here" in readme and "trtexec --onnx=" in readme
         assert "maxShapes=images:2x3x" in readme  # the engine's profile covers the max batch size
 
-    from runtime.triton_config import validate_repository
+    from runtime.triton.config import validate_repository
 
     pytest.importorskip("tritonclient", reason="validation in this environment needs tritonclient")
     for repo in (ort_repo, trt_repo):
@@ -109,8 +109,8 @@ def test_validation_also_runs_in_the_serving_environment(
 ) -> None:  # fmt: skip
     """Where this environment lacks tritonclient, the exporter validates with the serving environment's."""
     assert "4 config.pbtxt valid" in _validate_in(serving_python, python_repository)
-    import runtime.triton_config as triton_config
-    from runtime.triton_server import ENV_SERVING_PYTHON
+    import runtime.triton.config as triton_config
+    from runtime.triton.server import ENV_SERVING_PYTHON
 
     def no_schema() -> None:
         raise triton_config.SchemaUnavailable("no tritonclient here (simulated)")
@@ -130,7 +130,7 @@ def test_the_schema_and_the_wiring_catch_mistakes(python_repository: Path, tmp_p
     pytest.importorskip("tritonclient", reason="validation in this environment needs tritonclient")
     import shutil
 
-    from runtime.triton_config import ConfigError, validate_repository
+    from runtime.triton.config import ConfigError, validate_repository
 
     repo = tmp_path / "repo"
     shutil.copytree(python_repository, repo, ignore=shutil.ignore_patterns("*.onnx"))
@@ -161,7 +161,7 @@ def test_the_schema_and_the_wiring_catch_mistakes(python_repository: Path, tmp_p
 def test_names_with_quotes_and_unicode_survive_the_config(tmp_path: Path) -> None:
     pytest.importorskip("tritonclient", reason="validation in this environment needs tritonclient")
     from exporter.triton_repository import _parameters, to_pbtxt
-    from runtime.triton_config import parse_config
+    from runtime.triton.config import parse_config
 
     value = 'a "quoted" name, a back\\slash,\na new line and ünïcödé'
     text = to_pbtxt({"name": "x", "backend": "python", "parameters": _parameters({"class_names": value})})
@@ -213,7 +213,7 @@ def test_serve_sh_refuses_what_the_bundled_server_cannot_run(
 ) -> None:
     import os
 
-    from runtime.triton_server import ENV_SERVING_PYTHON
+    from runtime.triton.server import ENV_SERVING_PYTHON
 
     repo = tmp_path / "ort"
     assert _export(["--onnx", str(random_shapes_onnx), "--output", str(repo), "--backend", "onnxruntime",

@@ -1,6 +1,6 @@
 """The CPU variant of an exported repository on the real bundled tritonserver (started by scripts/serve.sh).
 
-Detections over HTTP (here) and gRPC (``runtime.serve_bench`` in the serving environment) equal the local
+Detections over HTTP (here) and gRPC (``runtime.triton.serve_bench`` in the serving environment) equal the local
 runtime's; the Predictor, ``runtime.webcam`` and ``runtime.evaluate`` take the server's URL; bad requests
 get errors naming the problem and the server keeps answering, also after a client hangs up mid-request.
 """
@@ -8,24 +8,27 @@ get errors naming the problem and the server keeps answering, also after a clien
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runtime import onnx_contract as contract
-from runtime import triton_contract as tc
 from runtime.image_io import read_image
 from runtime.predictor import Predictor
+from runtime.triton import contract as tc
 from tests.common import REPO
 
 pytest.importorskip(
     "tritonclient.http", reason="the HTTP client: pip install 'maskrcnn-deploy[triton-client]'"
 )
 
-from runtime.triton_client import (  # noqa: E402
+from runtime.triton.client import (  # noqa: E402
     TritonClient,
     TritonClientError,
     compare_served,
@@ -88,10 +91,10 @@ def test_predictor_with_a_triton_url(triton_server, serving_images: Path, random
 def test_grpc_serve_bench_in_the_serving_environment(
     triton_server, serving_python: Path, serving_images: Path, random_shapes_onnx: Path, tmp_path: Path
 ) -> None:
-    """runtime.serve_bench over gRPC at concurrency 1 and 3: every response checked against the local runtime."""
+    """runtime.triton.serve_bench over gRPC at concurrency 1 and 3: every response checked against the local runtime."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [str(serving_python), "-m", "runtime.serve_bench", "--url", triton_server.grpc_url, "--images",
+        [str(serving_python), "-m", "runtime.triton.serve_bench", "--url", triton_server.grpc_url, "--images",
          str(serving_images), "--concurrency", "1,3", "--requests", "6", "--warmup", "1", "--reference",
          str(random_shapes_onnx), "--threads", "1", "--json", str(out), "--no-progress"],
         capture_output=True, text=True, timeout=300, cwd=REPO,
@@ -275,3 +278,73 @@ def test_webcam_and_evaluate_take_the_url(
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert "(triton)" in printed
+
+
+def test_a_hostile_client_costs_the_good_ones_nothing(
+    triton_server, serving_images: Path, random_shapes_onnx: Path
+) -> None:
+    """Good clients at concurrency 2 while a hostile client sends every class of the issue, one request in
+    flight at a time: no good request is lost (refused, timed out or answered wrongly), every hostile one is
+    refused by name, the legitimate thin strip is answered, and the server stays ready."""
+    from runtime.canvas import largest_canvas
+    from runtime.model_file import read_model_info
+    from runtime.triton.serve_bench import run_serve_bench
+    from tests.serving.hostile_clients import HostileClient, hostile_requests
+
+    info = read_model_info(random_shapes_onnx)
+    largest = max(largest_canvas(info.preprocess, info.static_input_size))
+    client = TritonClient(triton_server.http_url, timeout_s=60)
+    try:
+        requests = hostile_requests(client, largest)
+    finally:
+        client.close()
+    with HostileClient(triton_server.http_url, requests, max_requests=400) as hostile:
+        report = run_serve_bench(triton_server.http_url, serving_images, concurrency=(2,), requests=30,
+                                 warmup=0, reference=str(random_shapes_onnx), timeout_s=60, threads=1,
+                                 progress=False)  # fmt: skip
+        # every class at least once while the good clients ran
+        deadline = time.monotonic() + 60
+        while len(hostile.sent) < len(requests) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    level = report.levels[0]
+    assert report.ok, (report.checked, level.errors[:3], level.mismatches[:3])
+    assert len(level.latencies) == 30
+    assert set(hostile.sent) == {r.name for r in requests}, hostile.sent
+    assert hostile.wrong == []
+    after = TritonClient(triton_server.http_url)
+    try:
+        assert after.is_ready()
+    finally:
+        after.close()
+
+
+def test_a_dead_step_is_restarted_by_the_watchdog(
+    triton_server, python_repository: Path, serving_images: Path, random_shapes_onnx: Path
+) -> None:
+    """Since Triton 24.06 a killed Python stub stays dead while /v2/health/ready says 200 and every request
+    to its step fails; serve.sh's watchdog restarts the server, which answers again (and still stops
+    cleanly on SIGTERM: the fixture checks)."""
+    from runtime.triton.server import stub_processes
+
+    stubs = stub_processes(repository=python_repository)
+    network = [pid for pid, model in stubs.items() if model == f"{tc.DEFAULT_MODEL_NAME}_{tc.STEP_MODEL}"]
+    assert len(network) == 1, stubs
+    path = sorted(serving_images.glob("*.png"))[0]
+    expected = _local(random_shapes_onnx, path)
+    os.kill(network[0], signal.SIGKILL)
+    client = TritonClient(triton_server.http_url, timeout_s=30)
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                served = _served(client, path)
+                break
+            except TritonClientError:
+                assert time.monotonic() < deadline, f"not answering 60 s after:\n{triton_server.log_tail()}"
+                time.sleep(0.5)
+        assert compare_served(expected, served) == []
+    finally:
+        client.close()
+    says = f"the Python stub of {tc.DEFAULT_MODEL_NAME}_{tc.STEP_MODEL} died; restarting the server"
+    assert says in triton_server.log_tail(400)
+    assert network[0] not in stub_processes(repository=python_repository)

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from runtime import onnx_contract as contract
-from runtime import triton_contract as tc
 from runtime.image_io import ImageReadError, decode_image, encoded_image_size, read_image
 from runtime.postprocess import postprocess
 from runtime.preprocess import preprocess
-from runtime.triton_steps import ModelStep, PostprocessStep, PreprocessStep, StepInputError, make_step
+from runtime.triton import contract as tc
+from runtime.triton.steps import ModelStep, PostprocessStep, PreprocessStep, StepInputError, make_step
 from tests.common import REPO
 from tests.runtime_fixtures import make_image
 
@@ -133,7 +133,7 @@ def test_make_step_from_the_config_triton_hands_over(python_repository: Path) ->
     pytest.importorskip("tritonclient", reason="config.pbtxt parsing needs tritonclient")
     from google.protobuf import json_format
 
-    from runtime.triton_config import parse_config
+    from runtime.triton.config import parse_config
 
     kinds = {}
     for model_dir in sorted(p for p in python_repository.iterdir() if p.is_dir()):
@@ -149,7 +149,7 @@ def test_make_step_from_the_config_triton_hands_over(python_repository: Path) ->
 
 
 def test_model_py_bootstrap_key_is_the_contracts() -> None:
-    text = (REPO / "runtime" / "triton_python_model.py").read_text()
+    text = (REPO / "runtime" / "triton" / "python_model.py").read_text()
     assert f'RUNTIME_PATH_PARAMETER = "{tc.PARAM_RUNTIME_PATH}"' in text
 
 
@@ -163,7 +163,7 @@ def test_model_py_bootstrap_key_is_the_contracts() -> None:
     ],
 )
 def test_triton_urls(url: str, expected: tuple[str, str, str | None]) -> None:
-    from runtime.triton_client import parse_url
+    from runtime.triton.client import parse_url
 
     parsed = parse_url(url)
     assert (parsed.protocol, parsed.address, parsed.model) == expected
@@ -180,8 +180,8 @@ def test_serving_modules_import_without_torch_or_tritonclient(tmp_path: Path) ->
     (site / "sitecustomize.py").write_text(BLOCKER)
     check = (
         "import sys\n"
-        "import runtime.triton_contract, runtime.triton_steps, runtime.triton_client, runtime.triton_config\n"
-        "import runtime.triton_server, runtime.serve_bench, runtime.backends.triton_backend, runtime.model_file\n"
+        "import runtime.triton.contract, runtime.triton.steps, runtime.triton.client, runtime.triton.config\n"
+        "import runtime.triton.server, runtime.triton.serve_bench, runtime.backends.triton_backend, runtime.model_file\n"
         "assert runtime.model_file.backend_for('grpc://h:1/m') == 'triton'\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorrt', 'trainer', 'exporter', 'tritonclient'))\n"
         "assert not bad, bad\n"
@@ -226,7 +226,7 @@ def test_one_requests_failure_of_any_kind_fails_only_that_request(
     model_step: ModelStep, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only StepInputError used to be answered per request: any other exception failed the whole batch."""
-    from runtime.triton_steps import StepFailure
+    from runtime.triton.steps import StepFailure
 
     params = model_step.info.preprocess
     batches = [preprocess([make_image(s, 120, 160)], params) for s in range(3)]
@@ -260,7 +260,7 @@ def test_generated_configs_bound_their_queues(python_repository: Path) -> None:
 
 
 def test_the_bundled_server_listens_on_loopback_unless_told(python_repository: Path) -> None:
-    from runtime.triton_server import LOOPBACK, server_command
+    from runtime.triton.server import LOOPBACK, server_command
 
     class Fake:
         executable = Path("/bin/true")
@@ -274,7 +274,7 @@ def test_the_bundled_server_listens_on_loopback_unless_told(python_repository: P
 def test_box_masks_give_the_full_masks_back_exactly(model_step: ModelStep) -> None:
     """Full-image masks grow with the image (a 40 MP photo with 100 detections: 4 GB); box masks with the
     objects, and the client puts them back bit for bit."""
-    from runtime.triton_client import detections_from_response
+    from runtime.triton.client import detections_from_response
 
     batch = preprocess([make_image(0)], model_step.info.preprocess)
     outputs = model_step.infer(batch.images, batch.image_sizes)
@@ -301,3 +301,28 @@ def test_box_masks_give_the_full_masks_back_exactly(model_step: ModelStep) -> No
         tc.unpack_masks(pixels, regions + 10, (7, 9))
     with pytest.raises(ValueError, match="belong to no region"):
         tc.unpack_masks(np.concatenate([pixels, [1]]), regions, (7, 9))
+
+
+def test_a_refused_request_leaves_no_reference_to_its_inputs(model_step: ModelStep) -> None:
+    """A refusal kept its exception's traceback, whose frames held the request's arrays (shared memory in
+    Triton) in a reference cycle: each refused 108 MB canvas grew the served step by 108 MB until a garbage
+    collection. With collection off, the inputs must be gone as soon as the answers are."""
+    import gc
+    import weakref
+
+    canvas = np.zeros((1, 3, 256, 256), np.float32)  # beyond the test model's 192
+    image = np.frombuffer(b"\x89PNG but not really", np.uint8).copy()
+    refs = [weakref.ref(canvas), weakref.ref(image)]
+    gc.disable()
+    try:
+        answers = model_step.run(
+            [{contract.INPUT_IMAGES: canvas, contract.INPUT_IMAGE_SIZES: np.array([[256, 256]])}]
+        )
+        answers += PreprocessStep(model_step.info).run(
+            [{tc.INPUT_ENCODED_IMAGE: np.array([[image.tobytes()]], dtype=object)}]
+        )
+        assert all(isinstance(a, StepInputError) for a in answers), answers
+        del canvas, image, answers
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()

@@ -1,7 +1,7 @@
 """The Triton model repository's contract in code: model and tensor names, parameter keys, data types.
 
 ``exporter.triton_repository`` writes repositories to it; the Python-backend steps
-(``runtime.triton_python_model``), the Triton backend of the Predictor and ``runtime.serve_bench`` read them
+(``runtime.triton.python_model``), the Triton backend of the Predictor and ``runtime.triton.serve_bench`` read them
 through it. The network's own tensors keep the ONNX contract's names (``runtime.onnx_contract``); only what
 the ONNX contract has no name for (the encoded image, the original image size, the step names, the
 parameter keys) is named here. numpy only: it runs inside the Triton Python backend's interpreter.

@@ -1,6 +1,6 @@
 """The ``model.py`` of every Python-backend step of an exported Triton repository (copied there by the exporter).
 
-It only moves tensors between Triton and :mod:`runtime.triton_steps`, which is ``runtime``'s own
+It only moves tensors between Triton and :mod:`runtime.triton.steps`, which is ``runtime``'s own
 pre-processing, ONNX Runtime backend and post-processing; which step a model is comes from its config's
 ``mrd_step`` parameter. ``runtime`` is imported from the Python the Triton Python backend runs (install
 maskrcnn-deploy there: ``bash scripts/setup_serving.sh`` does), else from the checkout the exporter ran
@@ -19,25 +19,25 @@ from typing import Any
 
 import triton_python_backend_utils as pb_utils  # provided by the Triton Python backend
 
-#: ``runtime.triton_contract.PARAM_RUNTIME_PATH``, spelled out: it is read before ``runtime`` can be imported
+#: ``runtime.triton.contract.PARAM_RUNTIME_PATH``, spelled out: it is read before ``runtime`` can be imported
 RUNTIME_PATH_PARAMETER = "mrd_runtime_path"
 
 
 def import_steps(parameters: dict[str, Any]) -> Any:
-    """``runtime.triton_steps``, from the installed package or else from the recorded checkout."""
+    """``runtime.triton.steps``, from the installed package or else from the recorded checkout."""
     try:
-        from runtime import triton_steps
+        from runtime.triton import steps
     except ImportError as first:
         path = (parameters.get(RUNTIME_PATH_PARAMETER) or {}).get("string_value", "")
-        if not path or not os.path.isfile(os.path.join(path, "runtime", "triton_steps.py")):
+        if not path or not os.path.isfile(os.path.join(path, "runtime", "triton", "steps.py")):
             raise ImportError(
                 f"cannot import runtime ({first}) in {sys.executable}: install maskrcnn-deploy into the Python "
                 f"that the Triton Python backend runs (`pip install --no-deps <checkout>` plus numpy, "
                 f"opencv-python-headless, onnxruntime), or keep the checkout at {path or '(none recorded)'}"
             ) from None
         sys.path.insert(0, path)
-        from runtime import triton_steps
-    return triton_steps
+        from runtime.triton import steps
+    return steps
 
 
 def _error(message: str, invalid_argument: bool) -> Any:

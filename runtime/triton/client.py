@@ -1,4 +1,4 @@
-"""Talking to a Triton server over HTTP or gRPC, one way for the Predictor's backend and ``runtime.serve_bench``.
+"""Talking to a Triton server over HTTP or gRPC, one way for the Predictor's backend and ``runtime.triton.serve_bench``.
 
 URLs: ``grpc://HOST:PORT[/MODEL]``, ``http://HOST:PORT[/MODEL]``, or ``HOST:PORT[/MODEL]`` (gRPC, as
 Triton's port 8001 speaks). ``tritonclient`` is imported only here and only when a client is made: the main
@@ -8,6 +8,7 @@ environment both.
 
 from __future__ import annotations
 
+import http.client
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -17,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from runtime import onnx_contract as contract
-from runtime import triton_contract as tc
 from runtime.structures import Detections
+from runtime.triton import contract as tc
 
 PROTOCOLS = ("grpc", "http")
 URL_SCHEMES = tuple(f"{p}://" for p in PROTOCOLS)
@@ -119,8 +120,11 @@ class TritonClient:
             return fn(*args, **kwargs)
         except self.module.InferenceServerException as e:
             raise TritonClientError(f"{what}: {e}") from None
-        except (OSError, ConnectionError) as e:
-            raise TritonClientError(f"{what}: cannot reach Triton at {self.url}: {e}") from None
+        except (OSError, ConnectionError, http.client.HTTPException) as e:
+            # HTTPException: geventhttpclient's "connection closed" when the server went away mid-request
+            raise TritonClientError(
+                f"{what}: cannot reach Triton at {self.url}: {type(e).__name__}: {e}"
+            ) from None
 
     def model_config(self, model: str) -> dict[str, Any]:
         """A model's config as a plain dict (gRPC's JSON form normalized: dims and sizes as ints)."""

@@ -1,6 +1,6 @@
 """Run the ``tritonserver`` that the ``nvidia-pytriton`` wheel bundles on an exported model repository.
 
-``bash scripts/serve.sh MODEL_REPOSITORY`` is ``python -m runtime.triton_server MODEL_REPOSITORY`` in the
+``bash scripts/serve.sh MODEL_REPOSITORY`` is ``python -m runtime.triton.server MODEL_REPOSITORY`` in the
 serving environment (``.venv-serving``, made by ``scripts/setup_serving.sh``); the tests start the same
 server through :class:`TritonProcess`. What the bundled server needs, found here once:
 
@@ -13,8 +13,16 @@ server through :class:`TritonProcess`. What the bundled server needs, found here
 - the serving environment's ``bin/`` first on ``PATH``, so the stub runs that environment's interpreter
   (numpy < 2, onnxruntime, opencv, ``runtime``).
 
-The server is ``exec``-ed, so it gets SIGTERM itself and stops as Triton does: no new requests, in-flight
-ones finished (up to ``--exit-timeout-secs``), models unloaded, stub processes ended.
+The server runs as this process's child, under a watchdog. Since Triton 24.06 the Python backend no longer
+restarts a stub process that died (a segfaulting library, the OOM killer), and ``/v2/health/ready`` stays
+200 while every request to that step fails ("Stub process ... is not healthy"). Reloading the model does
+not help: Triton 2.51 never finishes unloading an instance whose stub died after a request reached it, so
+its shutdown then waits out ``--exit-timeout-secs`` (measured). So the watchdog restarts the whole server
+(SIGTERM, SIGKILL after a few seconds, the stubs and their shared memory removed, started again on the
+same ports); a step that keeps dying (3 restarts in 10 minutes) stops it with exit status 3, so that
+whatever supervises it (Docker, Kubernetes, systemd) sees it down instead of a server that looks ready
+and answers nothing. SIGTERM and SIGINT go to the server, which stops as Triton does: no new requests,
+in-flight ones finished (up to ``--exit-timeout-secs``), models unloaded, stub processes ended.
 """
 
 from __future__ import annotations
@@ -28,13 +36,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVING_VENV = REPO_ROOT / ".venv-serving"
 ENV_SERVING_PYTHON = "MRD_SERVING_PYTHON"
 SETUP_HINT = "bash scripts/setup_serving.sh"
@@ -223,6 +233,177 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+#: the Python backend's stub executable (``/proc/PID/comm`` holds its first 15 characters)
+STUB_NAME = "triton_python_backend_stub"
+
+
+def stub_processes(
+    parent: int | None = None, repository: str | os.PathLike[str] | None = None
+) -> dict[int, str]:
+    """pid -> model name of the running Python-backend stubs (of the server ``parent``, of the models of
+    ``repository``, where given).
+
+    A stub's command line is ``triton_python_backend_stub REPOSITORY/MODEL/VERSION/model.py ...``; a zombie
+    (a stub that died and was not reaped yet) is not running.
+    """
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if len(argv) < 2 or not argv[0].endswith(STUB_NAME.encode()):
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state == "Z" or (parent is not None and int(ppid) != parent):
+            continue
+        model_file = Path(os.fsdecode(argv[1]))
+        if repository is not None and model_file.parents[2] != Path(repository).resolve():
+            continue
+        found[int(entry.name)] = model_file.parents[1].name
+    return found
+
+
+@dataclass
+class StubWatchdog:
+    """Notices a Python-backend stub of the server that is gone.
+
+    ``stubs`` lists pid -> model of the server's stubs now; :meth:`start` remembers them once the server is
+    ready, :meth:`dead` names the models whose remembered stub is no longer running.
+    """
+
+    stubs: Callable[[], dict[int, str]]
+    known: dict[int, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.known = self.stubs()
+
+    def dead(self) -> list[str]:
+        running = self.stubs()
+        return sorted({model for pid, model in self.known.items() if pid not in running})
+
+
+@dataclass
+class RestartBudget:
+    """At most ``max_restarts`` restarts per ``window_s`` seconds: a step that dies on every request would
+    otherwise restart forever, and a server that is down is better than one that looks ready."""
+
+    max_restarts: int = 3
+    window_s: float = 600.0
+    times: list[float] = field(default_factory=list)
+
+    def take(self, now: float | None = None) -> bool:
+        """Whether one more restart is allowed now (and count it)."""
+        now = time.monotonic() if now is None else now
+        self.times = [t for t in self.times if now - t < self.window_s]
+        if len(self.times) >= self.max_restarts:
+            return False
+        self.times.append(now)
+        return True
+
+
+def is_ready(http_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{http_url}/v2/health/ready", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+#: exit status of a server stopped because a step kept dying
+EXIT_STEP_DEAD = 3
+#: seconds a server with a dead step gets to stop on SIGTERM before it is killed
+RESTART_GRACE_S = 5.0
+
+
+def shm_prefix(cmd: Sequence[str]) -> str | None:
+    """The Python backend's shared-memory prefix a command line sets (see :func:`server_command`)."""
+    for arg in cmd:
+        m = re.search(r"shm-region-prefix-name=([\w.-]+)", arg)
+        if m:
+            return m.group(1)
+    return None
+
+
+def kill_server(
+    server: subprocess.Popen[bytes], cmd: Sequence[str], grace_s: float = RESTART_GRACE_S
+) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``: Triton cannot unload an instance whose stub died after a
+    request reached it, so its own shutdown would wait out ``--exit-timeout-secs``. The stubs it leaves
+    and their shared-memory regions go too."""
+    stubs = stub_processes(server.pid)
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    for pid in stubs:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    prefix = shm_prefix(cmd)
+    if prefix:
+        for region in Path("/dev/shm").glob(f"{prefix}*"):
+            region.unlink(missing_ok=True)
+
+
+def supervise(cmd: Sequence[str], env: dict[str, str], http_url: str, interval_s: float = 1.0,
+              budget: RestartBudget | None = None, log: Callable[[str], None] | None = None) -> int:  # fmt: skip
+    """Run tritonserver, forward SIGTERM/SIGINT to it, and restart it when one of its Python stubs dies.
+
+    Its exit status; :data:`EXIT_STEP_DEAD` when a step died more often than ``budget`` allows.
+    """
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    budget = budget or RestartBudget()
+    stopping = threading.Event()
+    server: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _frame: object) -> None:
+        stopping.set()
+        if server is not None and server.poll() is None:
+            server.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    while True:
+        server = subprocess.Popen(list(cmd), env=env)
+        watchdog = StubWatchdog(stubs=lambda s=server: stub_processes(s.pid))
+        watching = False
+        dead: list[str] = []
+        while not dead:
+            try:
+                return server.wait(interval_s)
+            except subprocess.TimeoutExpired:
+                pass
+            if stopping.is_set():
+                continue
+            if not watching:
+                if is_ready(http_url):
+                    watchdog.start()
+                    watching = True
+                continue
+            dead = watchdog.dead()
+        if stopping.is_set():
+            return server.wait()
+        if not budget.take():
+            say(
+                f"error: the Python stub of {', '.join(dead)} died again ({budget.max_restarts} restarts within "
+                f"{budget.window_s:.0f} s already); stopping the server (exit status {EXIT_STEP_DEAD})"
+            )
+            kill_server(server, cmd)
+            return EXIT_STEP_DEAD
+        say(f"watchdog: the Python stub of {', '.join(dead)} died; restarting the server")
+        kill_server(server, cmd)
+        if stopping.is_set():
+            return 0
+
+
 class TritonProcess:
     """The bundled tritonserver as a child process (its own session), for tests and scripts.
 
@@ -366,8 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(f"serving {args.repository}: HTTP {args.http_port}, gRPC {args.grpc_port}, metrics {args.metrics_port}",
           flush=True)  # fmt: skip
-    os.execve(cmd[0], cmd, env)
-    return 0  # not reached
+    host = LOOPBACK if args.address in ("0.0.0.0", "::", "") else args.address
+    return supervise(cmd, env, f"http://{host}:{args.http_port}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""Throughput and latency of a Triton server at several concurrency levels: ``python -m runtime.serve_bench``.
+"""Throughput and latency of a Triton server at several concurrency levels: ``python -m runtime.triton.serve_bench``.
 
-    python -m runtime.serve_bench --url grpc://localhost:8001 --images DIR --concurrency 1,2,4,8 \
+    python -m runtime.triton.serve_bench --url grpc://localhost:8001 --images DIR --concurrency 1,2,4,8 \
         --reference model.onnx [--json out.json] [--plot out.png]
 
 Each request sends one image file's bytes to the ensemble of a repository written by ``python -m exporter
@@ -30,14 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from runtime import triton_contract as tc
-from runtime.bench import environment_info
 from runtime.cli_common import add_progress_argument, cli_main, user_errors
-from runtime.compare import format_text_table
+from runtime.environment import environment_info
 from runtime.image_io import ImageReadError, decode_image, list_images
 from runtime.predictor import Predictor
 from runtime.structures import Detections
-from runtime.triton_client import (
+from runtime.text_table import format_text_table
+from runtime.triton import contract as tc
+from runtime.triton.client import (
     TritonClient,
     TritonClientError,
     TritonURL,
@@ -368,7 +368,9 @@ def _levels(text: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m runtime.serve_bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m runtime.triton.serve_bench", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--url", required=True, help="grpc://HOST:8001 or http://HOST:8000 (no scheme: gRPC)")
     p.add_argument("--model", help=f"the ensemble (default: the URL's path, else {tc.DEFAULT_MODEL_NAME})")
     p.add_argument("--images", required=True, help="folder or glob of images (sent as their files' bytes)")

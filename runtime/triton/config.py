@@ -5,7 +5,7 @@ Each ``config.pbtxt`` is parsed with ``google.protobuf.text_format`` into ``trit
 unknown enum value fails here, at export, not when the server loads the model. On top of the schema, each
 ensemble step must name a model of the repository and tensors that model has, with the same data types.
 
-``python -m runtime.triton_config REPOSITORY`` runs the check where ``tritonclient`` is installed (the
+``python -m runtime.triton.config REPOSITORY`` runs the check where ``tritonclient`` is installed (the
 exporter calls it in the serving environment when its own lacks tritonclient).
 """
 
@@ -164,7 +164,7 @@ def _type_name(value: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m runtime.triton_config", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m runtime.triton.config", description=__doc__.split("\n\n")[0])
     p.add_argument("repository", type=Path)
     p.add_argument("--models", nargs="*", help="only these model directories")
     args = p.parse_args(argv)
