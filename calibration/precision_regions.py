@@ -11,7 +11,8 @@ already 0.5-1 px off; INT8 there would be worse. So both precision passes only t
 Everything else keeps its type. Inside the region the *head outputs* (the last matmul/conv of each head,
 whose results go straight into decoding, softmax or the mask sigmoid) and the *ROI heads* (layers after ROI
 pooling) are named separately, because whether they tolerate reduced precision is measured, not assumed
-(see ``benchmarks/bench_precision.py``). It takes plain ``onnx`` protos so it serves both the FP16 and the
+(see ``benchmarks/bench_precision.py``), and so are the *parts* (:func:`named_parts`: each backbone stage, FPN
+level and head), which ``exporter.precision_plan`` keeps in FP32 or not by their measured cost. It takes plain ``onnx`` protos so it serves both the FP16 and the
 INT8 pass, and works on either flavor (``RoiAlign`` or the ``MRD_MultiLevelRoiAlign`` plugin node); who
 consumes what comes from onnx-graphsurgeon, as in the passes that act on the regions.
 """
@@ -155,6 +156,48 @@ def _last_compute(graph: gs.Graph, passable: set[str], compute: set[str]) -> set
         if not feeds_compute:
             last.add(node.name)
     return last
+
+
+#: the parts of a detector reduced precision is planned by (``exporter.precision_plan``): each backbone stage,
+#: each FPN level, each head. A node's part comes from the module path its export gave it
+#: (``/backbone/body/layer3/...``, ``/backbone/fpn/inner_blocks.2/...``, ``/mask_predictor/...``).
+def part_of(node_name: str) -> str:
+    """The named part of a dense-region node (``"other"`` for a path this does not know)."""
+    if "/" not in node_name:
+        return "other"  # a node the exporter made itself (a Reshape or Concat between the parts)
+    parts = [p for p in node_name.split("/") if p]
+    if len(parts) >= 3 and parts[0] == "backbone":
+        if parts[1] == "body":
+            return f"backbone.{parts[2]}" if parts[2].startswith("layer") else "backbone.stem"
+        if parts[1] == "fpn":
+            level = parts[2].rsplit(".", 1)[-1]
+            return f"fpn.level{level}" if level.isdigit() else "fpn.extra"
+    if parts and parts[0] == "head":
+        return "rpn.head"
+    return parts[0] if parts else "other"
+
+
+def named_parts(model: onnx.ModelProto, regions: GraphRegions) -> dict[str, frozenset[str]]:
+    """part name -> the dense-region nodes of that part, for the parts holding a conv or matmul (what a plan
+    can keep in FP32), in graph order."""
+    found: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        if node.name in regions.dense:
+            found.setdefault(part_of(node.name), set()).add(node.name)
+    return {
+        name: frozenset(nodes) for name, nodes in found.items() if nodes & regions.compute and name != "other"
+    }
+
+
+def parts_named(
+    model: onnx.ModelProto, regions: GraphRegions, names: Iterable[str], error: type[Exception] = ValueError
+) -> list[frozenset[str]]:
+    """The node sets of the parts ``names`` (``error`` naming the known parts for an unknown one)."""
+    parts = named_parts(model, regions)
+    unknown = sorted(set(names) - set(parts))
+    if unknown:
+        raise error(f"no part named {', '.join(unknown)} in this model; its parts: {', '.join(parts)}")
+    return [parts[n] for n in names]
 
 
 def region_fingerprint(model: onnx.ModelProto, nodes: Iterable[str]) -> str:

@@ -108,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     precision.add_argument("--calib-cache", type=Path, default=None, metavar="PATH",
                            help="--int8: ranges reused when the file exists, written after calibrating "
                                 "(default: OUTPUT's name + .calib.json beside it)")  # fmt: skip
+    plan = p.add_argument_group("precision chosen by accuracy (--fp16/--int8 with --to onnx)")
+    plan.add_argument("--max-ap-drop", type=float, default=None, metavar="X",
+                      help="keep in FP32 the fewest, most sensitive parts (backbone stages, FPN levels, heads) that "
+                           "hold the AP drop on --dataset within X points (sensitivity measured on the calibration "
+                           "images); exit 2 with the best plan when none does")  # fmt: skip
+    plan.add_argument("--dataset", default=None, metavar="NAME",
+                      help="--max-ap-drop: held-out COCO data set (a catalog name or ANNOTATIONS.json:IMAGES), never "
+                           "the calibration images")  # fmt: skip
+    plan.add_argument("--max-images", type=int, default=None, metavar="N",
+                      help="--max-ap-drop: score each plan on the first N held-out images (default: all)")  # fmt: skip
+    plan.add_argument("--fp32-parts", default=None, metavar="P1,P2",
+                      help="build exactly this plan: these parts FP32, the rest reduced ('' for none); or "
+                           "from:MODEL.onnx to rebuild the plan a model records")  # fmt: skip
     trt = p.add_argument_group("--to tensorrt")
     for which in ("min", "opt", "max"):
         trt.add_argument(f"--{which}-shape", type=_bhw, default=None, metavar="BxHxW",
@@ -166,8 +179,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     calib_given = args.calib_images is not None or args.calib_dataset is not None
     if args.calib_images is not None and args.calib_dataset is not None:
         parser.error("give one calibration source: --calib-images DIR or --calib-dataset NAME")
-    if not args.int8 and (calib_given or args.calib_cache is not None):
-        parser.error("--calib-images/--calib-dataset/--calib-cache are for --int8")
+    if not args.int8 and (calib_given or args.calib_cache is not None) and args.max_ap_drop is None:
+        parser.error("--calib-images/--calib-dataset/--calib-cache are for --int8 (and --fp16 --max-ap-drop)")
     if not args.int8 and args.int8_weight_bits is not None:
         parser.error("--int8-weight-bits is for --int8")
     cache = args.calib_cache or default_cache_path(args.output)
@@ -186,8 +199,52 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         parser.error(f"{', '.join(triton_only)}: only with --to triton")
     if args.to == "triton" and args.batch is not None:
         parser.error("--batch: Triton batches requests itself; use --max-batch-size with --to triton")
+    plan_options = [f"--{n.replace('_', '-')}" for n in ("max_ap_drop", "dataset", "max_images", "fp32_parts")
+                    if getattr(args, n) is not None]  # fmt: skip
+    if plan_options and not (args.fp16 or args.int8):
+        parser.error(f"{', '.join(plan_options)}: for --fp16 or --int8")
+    if plan_options and args.to != "onnx":
+        parser.error(f"{', '.join(plan_options)}: with --to onnx; then give the planned model to --to {args.to} "
+                     f"as --onnx MODEL.onnx")  # fmt: skip
+    if args.max_ap_drop is not None and args.fp32_parts is not None:
+        parser.error("--max-ap-drop searches for the FP32 parts; --fp32-parts gives them: choose one")
+    if args.max_ap_drop is not None and (args.max_ap_drop < 0 or args.dataset is None):
+        parser.error("--max-ap-drop needs a limit >= 0 and the held-out --dataset NAME")
+    if (
+        args.max_ap_drop is not None
+        and args.fp16
+        and args.calib_images is None
+        and args.calib_dataset is None
+    ):
+        parser.error("--fp16 --max-ap-drop measures each part on calibration images: --calib-dataset NAME")
+    if args.max_ap_drop is None and (args.dataset is not None or args.max_images is not None):
+        parser.error("--dataset/--max-images are for --max-ap-drop")
     if args.onnx is not None and (args.verify is not None or args.verify_images is not None):
         parser.error("--verify needs the PyTorch model: give --weights instead of --onnx")
+
+
+def _fp32_parts(text: str | None, precision: str) -> list[str] | None:
+    """``--fp32-parts``: a list of part names, or ``from:MODEL.onnx`` for the plan a model records."""
+    if text is None:
+        return None
+    if not text.startswith("from:"):
+        return [p.strip() for p in text.split(",") if p.strip()]
+
+    from exporter.precision_plan import recorded_plan
+    from runtime.backends.base import first_line
+
+    source = Path(text[len("from:") :])
+    try:
+        recorded = recorded_plan(source)
+    except Exception as e:  # a missing or foreign file
+        raise ExportError(f"--fp32-parts {text}: cannot read {source}: {first_line(str(e))}") from None
+    if recorded is None:
+        raise ExportError(f"--fp32-parts {text}: {source} records no precision plan")
+    if recorded.get("precision") != precision:
+        raise ExportError(
+            f"--fp32-parts {text}: that plan is for --{recorded.get('precision')}, not --{precision}"
+        )
+    return list(recorded["fp32_parts"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify = args.verify_images if args.verify_images is not None else args.verify
     try:
         calib = None
-        if args.int8:
+        if args.int8 or args.max_ap_drop is not None:
             from calibration.image_source import calibration_images
 
             images = None  # resolved before minutes of export, so a bad folder fails at once
@@ -245,9 +302,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.quiet,
             )
 
-        if args.to == "onnx":
+        if args.to == "onnx" and args.max_ap_drop is not None:
+            assert options is not None and calib is not None
+            from exporter.precision_plan import PlanNotFound
+
+            plan = pipeline.PlanOptions(args.max_ap_drop, args.dataset, args.max_images)
+            try:
+                pipeline.export_planned(options, args.output, precision, plan, calib)
+            except PlanNotFound as e:
+                print(f"error: {e}", file=sys.stderr)
+                print(f"best plan: {e.best.to_json()}", file=sys.stderr)
+                return 2
+        elif args.to == "onnx":
             assert options is not None
-            pipeline.export_precision(options, args.output, precision, flavor, calib)
+            parts = _fp32_parts(args.fp32_parts, precision)
+            pipeline.export_precision(options, args.output, precision, flavor, calib, parts)
         elif args.to == "openvino":
             pipeline.export_openvino(
                 args.output,

@@ -124,16 +124,20 @@ class TensorRTExportResult:
 
 
 def export_fp16(
-    options: ExportOptions, output: str | os.PathLike[str], flavor: str = "ort"
+    options: ExportOptions,
+    output: str | os.PathLike[str],
+    flavor: str = "ort",
+    fp32_parts: Sequence[str] | None = None,
 ) -> PrecisionExportResult:
-    """Mixed-precision FP16 ONNX of ``options.weights`` (FP32 inputs and outputs) at ``output``."""
+    """Mixed-precision FP16 ONNX of ``options.weights`` (FP32 inputs and outputs) at ``output``; ``fp32_parts``
+    keeps exactly those parts FP32 (a precision plan, ``exporter.precision_plan``)."""
     from exporter.precision_fp16 import convert_fp16
 
     out = Path(output)
     check_writable(out)
     with tempfile.TemporaryDirectory(prefix="mrd-fp16-") as tmp:
         fp32 = _export_fp32(options, Path(tmp) / "model_fp32.onnx", flavor)
-        converted = convert_fp16(fp32, out)
+        converted = convert_fp16(fp32, out, fp32_parts=fp32_parts)
     result = PrecisionExportResult(out, "fp16", flavor, [converted.summary()])
     _say(options.progress, converted.summary())
     result.verification = _verify(options, out, "fp16")
@@ -141,7 +145,11 @@ def export_fp16(
 
 
 def export_int8(
-    options: ExportOptions, output: str | os.PathLike[str], calib: Int8Options, flavor: str = "ort"
+    options: ExportOptions,
+    output: str | os.PathLike[str],
+    calib: Int8Options,
+    flavor: str = "ort",
+    fp32_parts: Sequence[str] | None = None,
 ) -> PrecisionExportResult:
     """INT8 Q/DQ ONNX of ``options.weights`` at ``output``, calibrated on ``calib.images`` (or its cache)."""
     from exporter.quantize_int8 import quantize_int8
@@ -169,7 +177,7 @@ def export_int8(
         fp32 = _export_fp32(options, Path(tmp) / "model_fp32.onnx", flavor)
         quantized = quantize_int8(
             fp32, out, calib.images, calib.method, cache_path=cache, progress=options.progress,
-            bits=calib.weight_bits,
+            bits=calib.weight_bits, fp32_parts=fp32_parts,
         )  # fmt: skip
     summaries.append(quantized.summary())
     if (speed := int8_speed_note()) is not None:
@@ -201,19 +209,80 @@ def export_precision(
     precision: str = "fp32",
     flavor: str = "ort",
     calib: Int8Options | None = None,
+    fp32_parts: Sequence[str] | None = None,
 ) -> PrecisionExportResult:
     """The ONNX model of ``precision`` (``fp32``, ``fp16`` or ``int8``) at ``output``."""
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if fp32_parts is not None and precision == "fp32":
+        raise ExportError("--fp32-parts is for --fp16 or --int8: an FP32 model keeps every part FP32")
     if precision == "fp16":
-        return export_fp16(options, output, flavor)
+        return export_fp16(options, output, flavor, fp32_parts)
     if precision == "int8":
         if calib is None:
             raise ExportError("INT8 needs a calibration source: --calib-images DIR or --calib-dataset NAME")
-        return export_int8(options, output, calib, flavor)
+        return export_int8(options, output, calib, flavor, fp32_parts)
     done = export_onnx(output=output, flavor=flavor, verify=options.verify, **options.onnx_arguments())
     verification = done.verification if isinstance(done.verification, VerificationResult) else None
     return PrecisionExportResult(Path(output), "fp32", flavor, [done.summary()], verification)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """``--max-ap-drop``: the limit, the held-out data set, and how many images each step looks at."""
+
+    max_ap_drop: float
+    dataset: str
+    max_images: int | None = None
+    sensitivity_images: int = 16
+    datasets_root: Path = Path("datasets")
+
+
+def export_planned(
+    options: ExportOptions,
+    output: str | os.PathLike[str],
+    precision: str,
+    plan: PlanOptions,
+    calib: Int8Options,
+) -> PrecisionExportResult:
+    """The FP16 or INT8 ONNX whose FP32 parts were chosen by accuracy (:mod:`exporter.precision_plan`);
+    :class:`exporter.precision_plan.PlanNotFound` when no plan keeps AP within ``plan.max_ap_drop``."""
+    from exporter.precision_plan import SearchInputs, search_plan
+    from runtime.datasets import DatasetError, resolve_dataset
+
+    if precision not in ("fp16", "int8"):
+        raise ExportError("--max-ap-drop chooses the FP32 parts of --fp16 or --int8")
+    if calib.images is None:
+        raise ExportError("--max-ap-drop measures each part on calibration images: give --calib-dataset NAME or "
+                          "--calib-images DIR")  # fmt: skip
+    try:
+        spec = resolve_dataset(plan.dataset, root=plan.datasets_root)
+    except DatasetError as e:
+        raise ExportError(f"--dataset: {e}") from None
+    held_out = {p.resolve() for p in spec.img_dir.iterdir()} if spec.img_dir.is_dir() else set()
+    if any(p.resolve() in held_out for p in calib.images.paths):
+        raise ExportError(f"--dataset {plan.dataset} shares images with the calibration images: the drop must be "
+                          f"judged on images the calibration did not see")  # fmt: skip
+    out = Path(output)
+    check_writable(out)
+    cache = calib.cache or default_cache_path(out)
+    inputs = SearchInputs(
+        precision=precision, max_ap_drop=plan.max_ap_drop, ann_file=spec.ann_file, img_dir=spec.img_dir,
+        held_out=plan.dataset, sensitivity_images=list(calib.images.paths[: plan.sensitivity_images]),
+        calib=calib.images, calib_cache=cache if precision == "int8" else None, max_images=plan.max_images,
+        progress=options.progress, say=lambda message: _say(options.progress, message),
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="mrd-planned-") as tmp:
+        fp32 = _export_fp32(options, Path(tmp) / "model_fp32.onnx", "ort")
+        chosen = search_plan(fp32, out, inputs)
+    summary = (f"chosen plan: {precision} with {', '.join(chosen.fp32_parts) or 'no part'} kept FP32; held-out AP "
+               + ", ".join(f"{t} {d:+.2f}" for t, d in chosen.ap_delta.items()) + f" (limit -{plan.max_ap_drop:g})")  # fmt: skip
+    if chosen.p50_ms is not None and chosen.fp32_p50_ms:
+        summary += f"; p50 {chosen.p50_ms:.1f} ms against FP32's {chosen.fp32_p50_ms:.1f} ({chosen.p50_ms / chosen.fp32_p50_ms:.2f}x)"
+    _say(options.progress, summary)
+    result = PrecisionExportResult(out, precision, "ort", [summary])
+    result.verification = _verify(options, out, precision)
+    return result
 
 
 def export_tensorrt(

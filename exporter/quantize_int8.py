@@ -24,7 +24,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from calibration.data_reader import FeedsReader
 from calibration.errors import CalibrationError
 from calibration.image_source import CalibrationImages
 from calibration.model_inputs import InputSpec, common_canvas
-from calibration.precision_regions import GraphRegions, find_regions, region_fingerprint
+from calibration.precision_regions import GraphRegions, find_regions, parts_named, region_fingerprint
 from exporter import precision_passes
 from exporter.surgery import copy_metadata, edit_in_place, save_onnx_atomic
 from runtime.onnx_contract import (
@@ -47,6 +47,7 @@ from runtime.onnx_contract import (
     META_KEYPOINT_NAMES,
     META_MASK_SIZE,
     META_PRECISION,
+    META_PRECISION_PLAN,
     metadata_props,
     read_metadata,
 )
@@ -118,13 +119,19 @@ NOT_CALIBRATED_OPS = NOT_QUANTIZED_OPS | {"Add", "Sum"}
 
 
 def nodes_to_quantize(
-    regions: GraphRegions, keep_fp32: str = DEFAULT_KEEP_FP32, op_types: dict[str, str] | None = None
+    regions: GraphRegions,
+    keep_fp32: str = DEFAULT_KEEP_FP32,
+    op_types: dict[str, str] | None = None,
+    fp32_parts: Collection[frozenset[str]] | None = None,
 ) -> tuple[set[str], set[str]]:
-    """(quantized, kept FP32) node names of the dense region for a ``keep_fp32`` choice."""
+    """(quantized, kept FP32) node names of the dense region for a ``keep_fp32`` choice, or for a precision
+    plan's ``fp32_parts`` (the node sets of the parts it keeps FP32; the rest of the region is quantized)."""
     if keep_fp32 not in KEEP_FP32_CHOICES:
         raise ValueError(f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}")
     kept: set[str] = set()
-    if keep_fp32 in ("head_outputs", "roi_heads"):
+    if fp32_parts is not None:
+        kept = set().union(*fp32_parts) if fp32_parts else set()
+    elif keep_fp32 in ("head_outputs", "roi_heads"):
         kept |= regions.head_outputs | regions.stem
     if keep_fp32 == "roi_heads":
         kept |= regions.roi_heads
@@ -142,13 +149,15 @@ def quantize_int8(
     cache_path: str | os.PathLike[str] | None = None,
     progress: bool = True,
     bits: int | None = None,
+    fp32_parts: Collection[str] | None = None,
 ) -> Int8Result:
     """Calibrate the FP32 ``onnx_path`` (or reuse ``cache_path``'s ranges) and write its Q/DQ model to ``output``.
 
     ``images`` may be None only when ``cache_path`` holds this model's ranges. A cache computed for another
     model or method raises :class:`CalibrationError`; a missing cache file is written after calibrating.
     ``activations`` defaults to the flavor's scheme (:func:`default_activations`), ``bits`` (the weights'
-    range, 7 or 8) to the scheme's (:func:`weight_bits`).
+    range, 7 or 8) to the scheme's (:func:`weight_bits`). ``fp32_parts`` (names of
+    :func:`calibration.precision_regions.named_parts`) replaces ``keep_fp32``: exactly those parts stay FP32.
     """
     if method not in METHODS:
         raise CalibrationError(f"unknown calibration method {method!r}; expected one of {', '.join(METHODS)}")
@@ -199,7 +208,10 @@ def quantize_int8(
         )
         if cache_file is not None:
             save_cache(cache_file, cached)
-    quantize, kept = nodes_to_quantize(regions, keep_fp32, {n.name: n.op_type for n in model.graph.node})
+    part_nodes = None if fp32_parts is None else parts_named(model, regions, fp32_parts, CalibrationError)
+    quantize, kept = nodes_to_quantize(
+        regions, keep_fp32, {n.name: n.op_type for n in model.graph.node}, part_nodes
+    )
     result_model, quantized = write_qdq(src, model, regions, quantize, cached, scheme, bits)
     # the FP32 model's contract metadata, plus what quantization adds (precision, calibration, scheme)
     meta = {
@@ -208,6 +220,8 @@ def quantize_int8(
         META_INT8_ACTIVATIONS: scheme,
         META_INT8_WEIGHT_BITS: str(bits),
     }
+    if fp32_parts is not None:
+        meta[META_PRECISION_PLAN] = json.dumps({"precision": "int8", "fp32_parts": sorted(fp32_parts)})
     copy_metadata(model, result_model, meta)
     onnx.checker.check_model(result_model)
     save_onnx_atomic(result_model, out)
@@ -373,7 +387,16 @@ ORT_METHODS: dict[str, Callable[[], Any]] = {
 
 
 class _QuietPreprocessAdvice(logging.Filter):
-    """ORT logs "consider pre-processing" to the root logger on every call; our graph is already clean."""
+    """ORT's quantizer logs to the root logger, on every call, advice that does not apply to our graphs:
+    "consider pre-processing" (it is already clean), "Axis 1 is out-of-range" for each 1-D per-channel
+    constant (they stay per-tensor, as intended) and "Created a copy of bias input" (a shared bias)."""
+
+    NOISE = (
+        "pre-processing before quantization",
+        "is out-of-range for weight",
+        "Created a copy of bias input",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "pre-processing before quantization" not in record.getMessage()
+        message = record.getMessage()
+        return not any(noise in message for noise in self.NOISE)

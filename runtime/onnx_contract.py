@@ -55,6 +55,9 @@ META_CALIBRATION = "calibration"  # INT8: JSON of the calibration source, method
 META_INT8_ACTIVATIONS = "int8_activations"  # INT8: "uint8-asymmetric" (ort) or "int8-symmetric" (trt)
 #: INT8: "7" (weights in [-64, 64], exact on every x86 CPU: runtime.cpu_features) or "8"; absent means 8
 META_INT8_WEIGHT_BITS = "int8_weight_bits"
+#: FP16/INT8 built from a precision plan: JSON of the plan (the parts kept FP32, how it was chosen and what it
+#: measured), from which ``--fp32-parts`` rebuilds the same model (exporter.precision_plan)
+META_PRECISION_PLAN = "precision_plan"
 #: how outputs are finished on the host, one of runtime.postprocess.OUTPUT_CONVENTIONS; absent means
 #: "torchvision" (every export before detectron2 imports)
 META_OUTPUT_CONVENTION = "output_convention"

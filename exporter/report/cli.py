@@ -12,23 +12,11 @@ recommendation, 1 when no combination meets --max-ap-drop, 2 for a user mistake.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtime.cli_common import add_progress_argument, cli_main, user_errors
-
-
-def quiet_root_logger() -> None:
-    """ONNX Runtime's quantizer logs a warning per weight through the root logger ("Axis 1 is out-of-range
-    ..."): hundreds of lines that say nothing to a user; our own modules log under their names."""
-
-    def ours(record: logging.LogRecord) -> bool:
-        return record.name != "root" or record.levelno >= logging.ERROR
-
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(ours)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -77,7 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from exporter.report.render import format_text, write_report
 
     args = build_parser().parse_args(argv)
-    quiet_root_logger()
     for name in ("max_images", "bench_images", "batch", "iters", "verify_images", "calib_count"):
         value = getattr(args, name)
         if value is not None and value < 1:
