@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff format --check .
 # two test processes on two cores: one thread each, set before torch starts its pool
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-.venv/bin/pytest -q -n 2 "$@"
+# the slowest tests are listed at the end: the suite must stay under 10 minutes
+.venv/bin/pytest -q -n 2 --durations=15 "$@"

@@ -76,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output.exists() and not args.output.is_dir():
         print(f"error: --output {args.output} is a file; give a folder", file=sys.stderr)
         return 2
+    if args.output.is_dir() and any(args.output.iterdir()) and not (args.output / "rows").is_dir():
+        print(f"error: --output {args.output} holds files that are not a report's; give a new or empty folder, or "
+              f"a report folder to update", file=sys.stderr)  # fmt: skip
+        return 2
     from calibration.errors import CalibrationError
     from exporter.errors import ExportError
 

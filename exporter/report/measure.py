@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from exporter.report.combinations import Combination, plan_combinations
 from exporter.report.pareto import pareto_front
@@ -204,14 +201,14 @@ def build_report(options: ReportOptions, say: Callable[[str], None] = print) -> 
 
     started = time.perf_counter()
     out = options.output
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    (out / "rows").mkdir(exist_ok=True)
+    run, skipped = plan_combinations(options.backends, options.precisions)  # checked before writing anything
     spec = resolve_dataset(options.dataset, root=options.datasets_root)
     data = load_coco_annotations(spec.ann_file)
     images = image_paths(spec, data)[: options.max_images]
     if not images:
         raise ValueError(f"{options.dataset} lists no images")
-    run, skipped = plan_combinations(options.backends, options.precisions)
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    (out / "rows").mkdir(exist_ok=True)
     digest = file_sha256(options.weights)
     rows: list[Row] = []
     stored: dict[Combination, Row] = {}
@@ -379,12 +376,3 @@ def _time(options: ReportOptions, rows: list[Row], images: list[Path]) -> None:
             row.bench[f"b{batch}"] = result.summary(batch, report.matmul)
             row.load_s = result.load_s
             row.file_mb = result.file_mb
-
-
-def describe_environment_cpu(environment: dict[str, Any]) -> str:
-    features = ", ".join(f for f in environment.get("cpu_features", []) if f)
-    return f"{environment.get('cpu', '?')} ({os.cpu_count()} cores; {features or 'no extra features'})"
-
-
-def finite(values: Sequence[float]) -> list[float]:
-    return [v for v in values if np.isfinite(v)]

@@ -122,3 +122,9 @@ def test_the_command_line_says_what_is_wrong_in_one_line(
     weights.write_bytes(b"")
     assert main(["--weights", str(weights), "--output", str(tmp_path / "r"), "--precisions", "fp8"]) == 2
     assert "unknown precision(s) fp8" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "index.html").write_text("a user's page")
+    assert main(["--weights", str(weights), "--output", str(mine)]) == 2
+    assert "holds files that are not a report's" in capsys.readouterr().err
+    assert (mine / "index.html").read_text() == "a user's page"
