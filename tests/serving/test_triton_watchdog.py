@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from runtime.triton.server import STUB_NAME, RestartBudget, StubWatchdog, shm_prefix, stub_processes
@@ -23,7 +24,9 @@ def test_a_dead_stub_is_noticed_by_model(tmp_path: Path) -> None:
     repository = tmp_path / "repo"
     stubs = [_fake_stub(tmp_path, repository, m) for m in ("m_pre", "m_net")]
     try:
-        found = stub_processes(repository=repository)
+        deadline = time.monotonic() + 10  # a child shows its own command line only once it has exec'd
+        while len(found := stub_processes(repository=repository)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert found == {stubs[0].pid: "m_pre", stubs[1].pid: "m_net"}
         assert stub_processes(repository=tmp_path / "elsewhere") == {}
         watchdog = StubWatchdog(stubs=lambda: stub_processes(repository=repository))
