@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from runtime import onnx_contract as contract  # noqa: E402
 from runtime.text_table import format_text_table  # noqa: E402
 from runtime.triton import contract as tc  # noqa: E402
 from runtime.triton.client import TritonClient, detections_from_response, encoded_image_input  # noqa: E402
-from runtime.triton.server import ENV_SERVING_PYTHON, TritonProcess, default_serving_python, free_port  # noqa: E402
+from runtime.triton.server import TritonProcess, default_serving_python  # noqa: E402
 
 
 def postprocess_ns(http_url: str, model: str) -> tuple[int, int]:
@@ -77,11 +76,7 @@ def main() -> int:
         data = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
         size = big.shape[:2]
 
-        ports = {name: free_port() for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")}
-        env = {**os.environ, **{k: str(v) for k, v in ports.items()}, ENV_SERVING_PYTHON: str(serving_python)}
-        server = TritonProcess(repo, http_port=ports["HTTP_PORT"], grpc_port=ports["GRPC_PORT"],
-                               metrics_port=ports["METRICS_PORT"], log_path=work / "server.log", env=env,
-                               command=["bash", str(REPO / "scripts" / "serve.sh"), str(repo)])  # fmt: skip
+        server = TritonProcess.serve_sh(repo, serving_python, log_path=work / "server.log")
         results: dict[str, dict[str, float]] = {}
         responses = {}
         try:

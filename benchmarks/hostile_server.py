@@ -28,7 +28,7 @@ from runtime.model_file import read_model_info  # noqa: E402
 from runtime.text_table import format_text_table  # noqa: E402
 from runtime.triton.client import TritonClient  # noqa: E402
 from runtime.triton.serve_bench import run_serve_bench  # noqa: E402
-from runtime.triton.server import ENV_SERVING_PYTHON, TritonProcess, default_serving_python, free_port  # noqa: E402
+from runtime.triton.server import TritonProcess, default_serving_python  # noqa: E402
 from tests.serving.hostile_clients import HostileClient, hostile_requests  # noqa: E402
 
 
@@ -99,12 +99,8 @@ def main() -> int:
     if serving_python is None:
         print("error: no serving environment: run `bash scripts/setup_serving.sh`", file=sys.stderr)
         return 2
-    ports = {name: free_port() for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, ENV_SERVING_PYTHON: str(serving_python)}
     log = Path(args.json or "hostile_server").with_suffix(".server.log")
-    server = TritonProcess(args.repository, http_port=ports["HTTP_PORT"], grpc_port=ports["GRPC_PORT"],
-                           metrics_port=ports["METRICS_PORT"], log_path=log, env=env,
-                           command=["bash", str(REPO / "scripts" / "serve.sh"), str(args.repository)])  # fmt: skip
+    server = TritonProcess.serve_sh(args.repository, serving_python, log_path=log)
     rows, results = [], {}
     try:
         server.wait_ready(180)

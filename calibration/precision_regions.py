@@ -20,6 +20,7 @@ consumes what comes from onnx-graphsurgeon, as in the passes that act on the reg
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -191,13 +192,30 @@ def named_parts(model: onnx.ModelProto, regions: GraphRegions) -> dict[str, froz
 
 def parts_named(
     model: onnx.ModelProto, regions: GraphRegions, names: Iterable[str], error: type[Exception] = ValueError
-) -> list[frozenset[str]]:
-    """The node sets of the parts ``names`` (``error`` naming the known parts for an unknown one)."""
+) -> frozenset[str]:
+    """The nodes of the parts ``names``, together (``error`` naming the known parts for an unknown one)."""
     parts = named_parts(model, regions)
-    unknown = sorted(set(names) - set(parts))
+    wanted = check_part_names(parts, names, error)
+    return frozenset().union(*(parts[n] for n in wanted))
+
+
+def check_part_names(
+    known: Iterable[str], names: Iterable[str], error: type[Exception] = ValueError
+) -> set[str]:
+    """``names`` as a set, each one of the ``known`` parts (``error`` naming them all otherwise)."""
+    known, wanted = list(known), set(names)
+    unknown = sorted(wanted - set(known))
     if unknown:
-        raise error(f"no part named {', '.join(unknown)} in this model; its parts: {', '.join(parts)}")
-    return [parts[n] for n in names]
+        raise error(f"no part named {', '.join(unknown)} in this model; its parts: {', '.join(known)}")
+    return wanted
+
+
+def plan_metadata(precision: str, fp32_parts: Iterable[str]) -> dict[str, str]:
+    """The ``precision_plan`` metadata of a model built keeping exactly ``fp32_parts`` FP32 (what
+    ``--fp32-parts from:MODEL`` rebuilds it from; a search adds what it measured)."""
+    return {
+        contract.META_PRECISION_PLAN: json.dumps({"precision": precision, "fp32_parts": sorted(fp32_parts)})
+    }
 
 
 def region_fingerprint(model: onnx.ModelProto, nodes: Iterable[str]) -> str:

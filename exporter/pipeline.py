@@ -320,7 +320,7 @@ def export_tensorrt(
         export_precision(options, built_from, precision or "fp32", flavor, calib)
     else:
         assert onnx_model is not None
-        built_from, reused = _onnx_of_precision(Path(onnx_model), built_from, precision, calib, progress)
+        built_from, reused = onnx_of_precision(Path(onnx_model), built_from, precision, calib, progress)
     profile = _profile(built_from, min_shape, opt_shape, max_shape)
     _say(progress, f"building a strongly typed TensorRT engine from {built_from} ...")
     result = build_engine(built_from, dst, profile, plugin_library, workspace_mib, timing_cache)
@@ -368,7 +368,7 @@ def export_openvino(
         export_precision(replace(options, verify=None), built_from, source_precision, "ort", calib)
     else:
         assert src is not None
-        built_from, reused = _onnx_of_precision(src, built_from, source_precision, calib, progress)
+        built_from, reused = onnx_of_precision(src, built_from, source_precision, calib, progress)
     ir = convert_to_ir(built_from, dst, precision)
     _say(progress, ir.summary())
     verification = _verify(options, dst, precision) if options is not None else None
@@ -415,7 +415,7 @@ def export_triton(
         assert onnx_model is not None
         src = Path(onnx_model)
         given_onnx_info(src, flavor, f"--backend {triton.backend} needs {flavor}")
-        built, _ = _onnx_of_precision(src, dst, precision, calib, progress)
+        built, _ = onnx_of_precision(src, dst, precision, calib, progress)
         if built.resolve() != dst.resolve():
             shutil.copyfile(built, dst)
     notes = []
@@ -478,10 +478,16 @@ def check_calibration(images: CalibrationImages | None, cache: Path) -> None:
         )
 
 
-def _onnx_of_precision(
-    src: Path, converted: Path, precision: str | None, calib: Int8Options | None, progress: bool
+def onnx_of_precision(
+    src: Path,
+    converted: Path,
+    precision: str | None,
+    calib: Int8Options | None,
+    progress: bool,
+    fp32_parts: Sequence[str] | None = None,
 ) -> tuple[Path, bool]:
-    """``src`` itself when it already has ``precision``, else its FP16/INT8 version written to ``converted``."""
+    """``src`` itself when it already has ``precision``, else its FP16/INT8 version written to ``converted``
+    (keeping exactly ``fp32_parts`` FP32 where given: a precision plan)."""
     have = onnx_precision(src)
     if precision is None or precision == have:
         return src, True
@@ -492,7 +498,7 @@ def _onnx_of_precision(
     if precision == "fp16":
         from exporter.precision_fp16 import convert_fp16
 
-        _say(progress, convert_fp16(src, converted).summary())
+        _say(progress, convert_fp16(src, converted, fp32_parts=fp32_parts).summary())
         return converted, False
     if precision != "int8":
         raise ExportError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -502,7 +508,7 @@ def _onnx_of_precision(
     cache = calib.cache or default_cache_path(converted)
     check_calibration(calib.images, cache)
     _say(progress, quantize_int8(src, converted, calib.images, calib.method, cache_path=cache,
-                                 progress=progress, bits=calib.weight_bits).summary())  # fmt: skip
+                                 progress=progress, bits=calib.weight_bits, fp32_parts=fp32_parts).summary())  # fmt: skip
     if (speed := int8_speed_note()) is not None:
         _say(progress, speed)
     return converted, False

@@ -12,7 +12,6 @@ also keeps the last layer of each head in FP32; the default was chosen by measur
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Collection
@@ -21,11 +20,11 @@ from pathlib import Path
 
 import onnx
 
-from calibration.precision_regions import GraphRegions, find_regions, parts_named
+from calibration.precision_regions import GraphRegions, find_regions, parts_named, plan_metadata
 from exporter.errors import ExportError
 from exporter.precision_passes import FLOAT, mixed_fp16
 from exporter.surgery import edit_in_place, save_onnx_atomic
-from runtime.onnx_contract import META_PRECISION, META_PRECISION_PLAN, metadata_props, update_metadata_props
+from runtime.onnx_contract import META_PRECISION, metadata_props, update_metadata_props
 
 #: what stays FP32 inside the dense region: nothing, or the last layer of every head. ROI pooling always
 #: stays FP32: ONNX RoiAlign gives its boxes the features' type, and FP16 boxes are 0.5 px off at 1000 px.
@@ -51,14 +50,14 @@ class Fp16Result:
 def fp16_nodes(
     regions: GraphRegions,
     keep_fp32: str = DEFAULT_KEEP_FP32,
-    fp32_parts: Collection[frozenset[str]] | None = None,
+    fp32_nodes: frozenset[str] | None = None,
 ) -> tuple[set[str], set[str]]:
     """(FP16, kept FP32) node names of the dense region for a ``keep_fp32`` choice, or for a precision plan's
-    ``fp32_parts`` (the node sets of the parts it keeps FP32)."""
+    ``fp32_nodes`` (the nodes of the parts it keeps FP32)."""
     if keep_fp32 not in KEEP_FP32_CHOICES:
         raise ValueError(f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}")
-    if fp32_parts is not None:
-        kept = set().union(*fp32_parts) if fp32_parts else set()
+    if fp32_nodes is not None:
+        kept = set(fp32_nodes)
     else:
         kept = set(regions.head_outputs) if keep_fp32 == "head_outputs" else set()
     return set(regions.dense) - kept, kept
@@ -85,12 +84,12 @@ def convert_fp16(
         regions = find_regions(model)
     except ValueError as e:
         raise ExportError(f"{src}: {e}") from None
-    part_nodes = None if fp32_parts is None else parts_named(model, regions, fp32_parts, ExportError)
-    half, kept = fp16_nodes(regions, keep_fp32, part_nodes)
+    fp32_nodes = None if fp32_parts is None else parts_named(model, regions, fp32_parts, ExportError)
+    half, kept = fp16_nodes(regions, keep_fp32, fp32_nodes)
     casts = to_mixed_fp16(model, half)
     meta = {META_PRECISION: "fp16"}
     if fp32_parts is not None:
-        meta[META_PRECISION_PLAN] = json.dumps({"precision": "fp16", "fp32_parts": sorted(fp32_parts)})
+        meta.update(plan_metadata("fp16", fp32_parts))
     update_metadata_props(model, meta)
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)

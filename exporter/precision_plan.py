@@ -97,7 +97,8 @@ class SearchInputs:
     calib: Any = None  # calibration.image_source.CalibrationImages (INT8)
     calib_cache: Path | None = None
     max_images: int | None = 100
-    #: at most this many parts kept FP32 (None: all but one; a plan keeping every part is the FP32 model)
+    #: at most this many parts kept FP32 (None: every candidate; all but one where every part is a candidate,
+    #: since every part FP32 is the FP32 model)
     max_fp32_parts: int | None = None
     #: the parts the plan may keep FP32 (None: all); the others are always reduced
     candidate_parts: Sequence[str] | None = None
@@ -113,17 +114,13 @@ class SearchInputs:
 def build_with_parts(
     precision: str, fp32_onnx: Path, output: Path, fp32_parts: Sequence[str], inputs: SearchInputs
 ) -> Path:
-    """The FP16 or INT8 model of ``fp32_onnx`` keeping exactly ``fp32_parts`` FP32."""
-    if precision == "fp16":
-        from exporter.precision_fp16 import convert_fp16
+    """The FP16 or INT8 model of ``fp32_onnx`` keeping exactly ``fp32_parts`` FP32 (the exporter's own
+    conversion, quietly: a search builds dozens)."""
+    from exporter.pipeline import Int8Options, onnx_of_precision
 
-        convert_fp16(fp32_onnx, output, fp32_parts=list(fp32_parts))
-    else:
-        from exporter.quantize_int8 import quantize_int8
-
-        quantize_int8(fp32_onnx, output, inputs.calib, cache_path=inputs.calib_cache, progress=False,
-                      fp32_parts=list(fp32_parts))  # fmt: skip
-    return output
+    calib = Int8Options(inputs.calib, cache=inputs.calib_cache) if precision == "int8" else None
+    built, _ = onnx_of_precision(fp32_onnx, output, precision, calib, False, list(fp32_parts))
+    return built
 
 
 def recorded_plan(model_path: Path) -> dict[str, Any] | None:
@@ -148,9 +145,10 @@ def model_parts(fp32_onnx: Path) -> dict[str, int]:
 
 
 def measure_sensitivity(
-    fp32_onnx: Path, parts: Sequence[str], inputs: SearchInputs, work: Path
+    fp32_onnx: Path, parts: Sequence[str], counts: dict[str, int], inputs: SearchInputs, work: Path
 ) -> list[PartCost]:
-    """Each part reduced alone, against the FP32 model, on the sensitivity images."""
+    """Each of ``parts`` reduced alone (every other part of the model FP32: ``counts``, from
+    :func:`model_parts`), against the FP32 model, on the sensitivity images."""
     from tqdm import tqdm
 
     from runtime.compare import compare_detections
@@ -158,7 +156,6 @@ def measure_sensitivity(
     from runtime.predictor import Predictor
 
     images = [read_image(p) for p in inputs.sensitivity_images]
-    counts = model_parts(fp32_onnx)
 
     def raws(path: Path) -> list[Any]:
         with Predictor(path, confidence_threshold=0.0, threads=inputs.threads) as pred:
@@ -167,9 +164,7 @@ def measure_sensitivity(
     reference = raws(fp32_onnx)
     costs = []
     for part in tqdm(parts, desc="sensitivity", unit="part", disable=not inputs.progress):
-        others = [
-            p for p in counts if p != part
-        ]  # every other part of the model FP32: this one alone reduced
+        others = [p for p in counts if p != part]
         variant = build_with_parts(inputs.precision, fp32_onnx, work / f"only_{part}.onnx", others, inputs)
         report = compare_detections(reference, raws(variant))
         costs.append(PartCost(part, counts[part], float(report.agreement_ap or 0.0)))
@@ -220,23 +215,21 @@ def search_plan(fp32_onnx: Path, output: Path, inputs: SearchInputs) -> Precisio
     :class:`PlanNotFound` (after writing nothing) when no plan fits."""
     import onnx
 
+    from calibration.precision_regions import check_part_names
     from exporter.surgery import save_onnx_atomic
     from runtime.onnx_contract import META_PRECISION_PLAN, update_metadata_props
 
-    parts = list(model_parts(fp32_onnx))
+    counts = model_parts(fp32_onnx)
+    parts = list(counts)
     if inputs.candidate_parts is not None:
-        unknown = sorted(set(inputs.candidate_parts) - set(parts))
-        if unknown:
-            raise ValueError(
-                f"no part named {', '.join(unknown)} in this model; its parts: {', '.join(parts)}"
-            )
-        parts = [p for p in parts if p in set(inputs.candidate_parts)]
+        wanted = check_part_names(parts, inputs.candidate_parts)
+        parts = [p for p in parts if p in wanted]
     with tempfile.TemporaryDirectory(prefix="mrd-plan-") as tmp:
         work = Path(tmp)
         costs = (
             list(inputs.sensitivity)
             if inputs.sensitivity
-            else measure_sensitivity(fp32_onnx, parts, inputs, work)
+            else measure_sensitivity(fp32_onnx, parts, counts, inputs, work)
         )
         if sorted(c.part for c in costs) != sorted(parts):
             raise ValueError("the sensitivity given is of another model: its parts differ from this one's")
@@ -245,7 +238,10 @@ def search_plan(fp32_onnx: Path, output: Path, inputs: SearchInputs) -> Precisio
         order = [c.part for c in sorted(costs, key=lambda c: -c.cost)]
         tried: list[PlanResult] = []
         fitting: list[tuple[PlanResult, Path]] = []
-        last = len(order) - 1 if inputs.max_fp32_parts is None else min(inputs.max_fp32_parts, len(order) - 1)
+        # keeping every part of the model FP32 is the FP32 model itself, not a plan; keeping every candidate
+        # (fewer than all parts) is one
+        most = len(order) - 1 if len(order) == len(counts) else len(order)
+        last = most if inputs.max_fp32_parts is None else min(inputs.max_fp32_parts, most)
         for start in range(0, last + 1, PLANS_PER_ROUND):
             ks = list(range(start, min(start + PLANS_PER_ROUND, last + 1)))
             paths = [build_with_parts(inputs.precision, fp32_onnx, work / f"plan_{k}.onnx", order[:k], inputs)

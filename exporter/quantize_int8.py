@@ -36,7 +36,13 @@ from calibration.data_reader import FeedsReader
 from calibration.errors import CalibrationError
 from calibration.image_source import CalibrationImages
 from calibration.model_inputs import InputSpec, common_canvas
-from calibration.precision_regions import GraphRegions, find_regions, parts_named, region_fingerprint
+from calibration.precision_regions import (
+    GraphRegions,
+    find_regions,
+    parts_named,
+    plan_metadata,
+    region_fingerprint,
+)
 from exporter import precision_passes
 from exporter.surgery import copy_metadata, edit_in_place, save_onnx_atomic
 from runtime.onnx_contract import (
@@ -47,7 +53,6 @@ from runtime.onnx_contract import (
     META_KEYPOINT_NAMES,
     META_MASK_SIZE,
     META_PRECISION,
-    META_PRECISION_PLAN,
     metadata_props,
     read_metadata,
 )
@@ -122,15 +127,15 @@ def nodes_to_quantize(
     regions: GraphRegions,
     keep_fp32: str = DEFAULT_KEEP_FP32,
     op_types: dict[str, str] | None = None,
-    fp32_parts: Collection[frozenset[str]] | None = None,
+    fp32_nodes: frozenset[str] | None = None,
 ) -> tuple[set[str], set[str]]:
     """(quantized, kept FP32) node names of the dense region for a ``keep_fp32`` choice, or for a precision
-    plan's ``fp32_parts`` (the node sets of the parts it keeps FP32; the rest of the region is quantized)."""
+    plan's ``fp32_nodes`` (the nodes of the parts it keeps FP32; the rest of the region is quantized)."""
     if keep_fp32 not in KEEP_FP32_CHOICES:
         raise ValueError(f"unknown keep_fp32 {keep_fp32!r}; expected one of {', '.join(KEEP_FP32_CHOICES)}")
     kept: set[str] = set()
-    if fp32_parts is not None:
-        kept = set().union(*fp32_parts) if fp32_parts else set()
+    if fp32_nodes is not None:
+        kept = set(fp32_nodes)
     elif keep_fp32 in ("head_outputs", "roi_heads"):
         kept |= regions.head_outputs | regions.stem
     if keep_fp32 == "roi_heads":
@@ -221,7 +226,7 @@ def quantize_int8(
         META_INT8_WEIGHT_BITS: str(bits),
     }
     if fp32_parts is not None:
-        meta[META_PRECISION_PLAN] = json.dumps({"precision": "int8", "fp32_parts": sorted(fp32_parts)})
+        meta.update(plan_metadata("int8", fp32_parts))
     copy_metadata(model, result_model, meta)
     onnx.checker.check_model(result_model)
     save_onnx_atomic(result_model, out)

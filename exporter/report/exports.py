@@ -74,19 +74,15 @@ def export_row(
 
 
 def _onnx_of(precision: str, options: ReportOptions, sources: dict[str, Path], tag: str) -> Path:
-    """The ``ort`` ONNX of ``precision``, made once per run from the FP32 one."""
+    """The ``ort`` ONNX of ``precision``, made once per run from the FP32 one (the exporter's own conversion)."""
+    from exporter.pipeline import Int8Options, onnx_of_precision
+
     if precision not in sources:
         made = options.output / "models" / f"source_{precision}.onnx"
         made.unlink(missing_ok=True)
-        if precision == "fp16":
-            from exporter.precision_fp16 import convert_fp16
-
-            convert_fp16(sources["fp32"], made)
-        else:
-            from exporter.quantize_int8 import quantize_int8
-
+        calib = None
+        if precision == "int8":
             cache = options.output / "models" / f"int8-{tag}.calib.json"
-            images = None if cache.is_file() else calibration_source(options)
-            quantize_int8(sources["fp32"], made, images, cache_path=cache, progress=options.progress)
-        sources[precision] = made
+            calib = Int8Options(None if cache.is_file() else calibration_source(options), cache=cache)
+        sources[precision], _ = onnx_of_precision(sources["fp32"], made, precision, calib, options.progress)
     return sources[precision]

@@ -229,7 +229,7 @@ def build_report(options: ReportOptions, say: Callable[[str], None] = print) -> 
         reference_path.write_text(json.dumps(reference, indent=1))
         for row in fresh:
             if row.ok or row.error:
-                (out / "rows" / f"{row.backend}_{row.precision}-{row.key}.json").write_text(
+                _row_path(out, Combination(row.backend, row.precision), row.key).write_text(
                     json.dumps(asdict(row), indent=1)
                 )
     recommendation, why = choose_recommendation(rows, options.max_ap_drop)
@@ -242,8 +242,13 @@ def build_report(options: ReportOptions, say: Callable[[str], None] = print) -> 
     return report
 
 
+def _row_path(out: Path, combo: Combination, key: str) -> Path:
+    """Where a measured row is kept: its combination and the key of its inputs."""
+    return out / "rows" / f"{combo.backend}_{combo.precision}-{key}.json"
+
+
 def _stored_row(out: Path, combo: Combination, key: str) -> Row | None:
-    path = out / "rows" / f"{combo.backend}_{combo.precision}-{key}.json"
+    path = _row_path(out, combo, key)
     if not path.is_file():
         return None
     try:

@@ -441,6 +441,23 @@ class TritonProcess:
             if self.log_path is not None:
                 log.close()  # type: ignore[union-attr]
 
+    @classmethod
+    def serve_sh(
+        cls,
+        repository: str | os.PathLike[str],
+        serving_python: str | os.PathLike[str],
+        log_path: str | os.PathLike[str] | None = None,
+        address: str = LOOPBACK,
+    ) -> TritonProcess:
+        """``bash scripts/serve.sh REPOSITORY`` (what a user runs, watchdog included) on free ports of
+        ``address``, in the serving environment of ``serving_python``: for tests and benchmarks."""
+        ports = {name: free_port(address) for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")}
+        env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRITON_ADDRESS": address,
+               ENV_SERVING_PYTHON: str(serving_python)}  # fmt: skip
+        return cls(repository, http_port=ports["HTTP_PORT"], grpc_port=ports["GRPC_PORT"],
+                   metrics_port=ports["METRICS_PORT"], address=address, log_path=log_path, env=env,
+                   command=["bash", str(REPO_ROOT / "scripts" / "serve.sh"), str(repository)])  # fmt: skip
+
     @property
     def http_url(self) -> str:
         return f"http://{self.address}:{self.http_port}"
@@ -457,18 +474,13 @@ class TritonProcess:
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Until every model is loaded (``/v2/health/ready``); ServerUnavailable with the log if it dies."""
         deadline = time.monotonic() + timeout_s
-        url = f"{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerUnavailable(
                     f"tritonserver exited with status {self.process.returncode}:\n{self.log_tail()}"
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
+            if is_ready(self.http_url):
+                return
             time.sleep(0.25)
         self.stop()
         raise ServerUnavailable(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")

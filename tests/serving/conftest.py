@@ -92,17 +92,10 @@ def python_repository(random_shapes_onnx: Path, tmp_path_factory: pytest.TempPat
 @pytest.fixture(scope="session")
 def triton_server(serving_python: Path, python_repository: Path, tmp_path_factory: pytest.TempPathFactory):
     """``bash scripts/serve.sh`` on the CPU variant, on free loopback ports; stopped with SIGTERM after."""
-    from runtime.triton.server import ENV_SERVING_PYTHON, ServerUnavailable, TritonProcess, free_port
+    from runtime.triton.server import ServerUnavailable, TritonProcess
 
-    ports = {name: free_port() for name in ("HTTP_PORT", "GRPC_PORT", "METRICS_PORT")}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "TRITON_ADDRESS": "127.0.0.1",
-           ENV_SERVING_PYTHON: str(serving_python)}  # fmt: skip
     log = tmp_path_factory.mktemp("triton_log") / "tritonserver.log"
-    server = TritonProcess(
-        python_repository, http_port=ports["HTTP_PORT"], grpc_port=ports["GRPC_PORT"],
-        metrics_port=ports["METRICS_PORT"], log_path=log, env=env,
-        command=["bash", str(REPO / "scripts" / "serve.sh"), str(python_repository)],
-    )  # fmt: skip
+    server = TritonProcess.serve_sh(python_repository, serving_python, log_path=log)
     try:
         server.wait_ready(timeout_s=180)
     except ServerUnavailable as e:
